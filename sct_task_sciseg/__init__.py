@@ -1,0 +1,22 @@
+"""SCIseg as a verified, fast, standalone and SCT deepseg task.
+
+Importing the package is cheap: torch and nnU-Net load only when a model runs.
+"""
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "Segmenter", "segment", "get_task", "install"]
+
+
+def __getattr__(name: str) -> Any:  # lazy public API (PEP 562)
+    if name in ("Segmenter", "segment"):
+        from . import pipeline
+        return getattr(pipeline, name)
+    if name == "get_task":
+        from .task import get_task
+        return get_task
+    if name == "install":
+        from .weights import install
+        return install
+    raise AttributeError(name)

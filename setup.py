@@ -1,0 +1,48 @@
+"""Packaging for sct_task_sciseg."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "sct_task_sciseg" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="sct_task_sciseg",
+    version=VERSION,
+    description="SCIseg (spinal cord + lesion segmentation on T2w MRI) as a verified, fast, "
+                "standalone and Spinal Cord Toolbox deepseg task",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["sct_task_sciseg", "sct_task_sciseg.*"]),
+    package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "data/*.pth"]},
+    install_requires=[
+        # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
+        "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2",
+        "torch",
+        "nibabel>=3.2",
+        "numpy",
+        "scipy",
+        "requests>=2.25",
+        "filelock>=3.0",
+        "platformdirs>=2.5",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "sciseg=sct_task_sciseg.cli:main",
+            "sct_deepseg_sciseg=sct_task_sciseg.sct:deepseg_main",
+        ],
+        "sct_task_sciseg.tasks": [
+            "seg_sc_lesion_t2w_sci=sct_task_sciseg.task:SCISEG",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)
