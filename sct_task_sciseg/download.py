@@ -1,0 +1,153 @@
+"""HTTP download of release archives: timeouts, retries with backoff, resume, mirrors, progress, sha256.
+
+The partial file lives beside its destination (``<dest>.part``) with a small JSON sidecar naming the URL it
+came from, so a killed or interrupted download resumes with a ``Range`` request where the server supports it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from .errors import InstallError
+
+CHUNK = 1 << 20
+CONNECT_TIMEOUT = float(os.environ.get("SCISEG_CONNECT_TIMEOUT", "15"))
+READ_TIMEOUT = float(os.environ.get("SCISEG_READ_TIMEOUT", "60"))
+RETRIES = int(os.environ.get("SCISEG_RETRIES", "3"))
+BACKOFF = float(os.environ.get("SCISEG_BACKOFF", "1.0"))
+
+
+@dataclass
+class Downloaded:
+    path: Path
+    url: str
+    sha256: str
+    size: int
+    resumed: bool
+
+
+class _Permanent(Exception):
+    """This URL will not work however often it is retried (404, 403, ...): go to the next mirror."""
+
+
+def sha256_file(path: Path, chunk: int = CHUNK) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], quiet: bool,
+                session) -> bool:
+    """One attempt: resume ``part`` from ``url`` to the end. Returns True when it resumed."""
+    import requests
+
+    offset = 0
+    if part.exists() and meta.exists():
+        try:
+            if json.loads(meta.read_text()).get("url") == url:
+                offset = part.stat().st_size
+        except (OSError, ValueError):
+            offset = 0
+    if offset == 0:
+        part.unlink(missing_ok=True)
+        meta.write_text(json.dumps({"url": url}))
+    if expected_size is not None and offset == expected_size:
+        return True
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        resp = session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), headers=headers)
+    except requests.exceptions.RequestException as exc:
+        raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+    with resp:
+        if resp.status_code == 416 and offset:  # already complete, or our part is longer than the file
+            part.unlink()
+            raise ConnectionError("server rejected the resume range; restarting")
+        if resp.status_code in (401, 403, 404, 410):
+            raise _Permanent(f"HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise ConnectionError(f"HTTP {resp.status_code}")
+        resumed = offset > 0 and resp.status_code == 206
+        if offset and not resumed:  # server ignored Range: start over
+            offset = 0
+        total = resp.headers.get("Content-Length")
+        total = int(total) + offset if total is not None else expected_size
+        bar = None
+        if _show_progress(quiet):
+            from tqdm import tqdm
+            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=url.rsplit("/", 1)[-1], leave=False, file=sys.stderr)
+        try:
+            with open(part, "ab" if resumed else "wb") as f:
+                for block in resp.iter_content(CHUNK):
+                    f.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionError(f"connection broken after {part.stat().st_size} bytes: "
+                                  f"{type(exc).__name__}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+        got = part.stat().st_size
+        if total is not None and got < total:
+            raise ConnectionError(f"body truncated at {got} of {total} bytes")
+        return resumed
+
+
+def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = None,
+             quiet: bool = False, retries: int = RETRIES, backoff: float = BACKOFF,
+             log: Callable[[str], None] = lambda s: None) -> Downloaded:
+    """Download the first URL of ``urls`` that works into ``dest`` (atomically: ``dest`` appears complete).
+
+    Transient failures (connection errors, 5xx, truncated bodies) are retried ``retries`` times with
+    exponential backoff, resuming where the server allows; permanent ones (404, 403) move on to the next
+    URL at once. Raises :class:`InstallError` naming every URL tried when none works.
+    """
+    import requests
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    meta = dest.with_name(dest.name + ".part.json")
+    failures: List[str] = []
+    with requests.Session() as session:
+        session.headers["User-Agent"] = "sct_task_sciseg"
+        for url in urls:
+            for attempt in range(retries + 1):
+                try:
+                    resumed = _fetch_once(url, part, meta, expected_size, quiet, session)
+                except _Permanent as exc:
+                    failures.append(f"{url}: {exc}")
+                    log(f"{url}: {exc}; trying the next source")
+                    break
+                except (ConnectionError, OSError) as exc:
+                    if attempt < retries:
+                        delay = backoff * 2 ** attempt
+                        log(f"{url}: {exc}; retrying in {delay:.1f} s")
+                        time.sleep(delay)
+                        continue
+                    failures.append(f"{url}: {exc}")
+                    break
+                size = part.stat().st_size
+                if expected_size is not None and size != expected_size:
+                    part.unlink()
+                    failures.append(f"{url}: size {size} != expected {expected_size}")
+                    break
+                digest = sha256_file(part)
+                os.replace(part, dest)
+                meta.unlink(missing_ok=True)
+                return Downloaded(dest, url, digest, size, resumed)
+    raise InstallError("download failed: " + "; ".join(failures)
+                       + " (check the network or set SCISEG_RELEASE_URL to a mirror, "
+                         "or install from a local file with -custom-url)")

@@ -1,0 +1,161 @@
+"""NIfTI input validation and atomic mask output.
+
+Every problem with an input becomes one :class:`InputError` line naming the file; outputs are written to a
+temporary file in the destination folder and renamed into place, so no half-written mask ever exists.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import uuid
+import zlib
+from pathlib import Path
+from typing import Optional, Union
+
+import nibabel as nib
+import numpy as np
+
+from .errors import InputError, OutputError
+
+MAX_VOXELS = 2_000_000_000  # header dims beyond this are not a real scan
+MAX_DIM = 16384
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def strip_nifti_suffix(path: Union[str, Path]) -> str:
+    name = str(path)
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_image(path: Union[str, Path]) -> nib.Nifti1Image:
+    """Load a 3D NIfTI (a singleton 4th dimension is dropped) and validate it, or raise InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a NIfTI file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    try:
+        img = nib.load(str(path))
+    except nib.filebasedimages.ImageFileError:
+        raise InputError(f"{path}: not a NIfTI image") from None
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise InputError(f"{path}: unreadable or corrupt header ({exc})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(f"{path}: a {type(img).__name__} image, not NIfTI")
+    return validate_image(img, str(path))
+
+
+def validate_image(img: nib.Nifti1Image, name: str) -> nib.Nifti1Image:
+    """Check dimensions, spacing, orientation and values; returns a 3D float32 image on the same grid."""
+    shape = tuple(int(s) for s in img.shape)
+    if any(s > MAX_DIM for s in shape) or int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+        raise InputError(f"{name}: absurd header dimensions {shape}")
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) < 3:
+        raise InputError(f"{name}: {len(shape)}D image {shape}; a 3D volume is needed")
+    if len(shape) > 3:
+        raise InputError(f"{name}: {len(shape)}D image {shape}; give one 3D volume (split it with fslsplit)")
+    if min(shape) < 1:
+        raise InputError(f"{name}: empty image dimensions {shape}")
+    hdr = img.header
+    zooms = np.asarray(hdr.get_zooms()[:3], dtype=float)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        raise InputError(f"{name}: invalid voxel size {tuple(zooms)} mm (zero, negative or NaN)")
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if qcode == 0 and scode == 0:
+        raise InputError(f"{name}: no orientation in header (sform and qform codes are 0); "
+                         "the cord direction is unknown")
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{name}: singular or non-finite affine")
+    dtype = img.get_data_dtype()
+    if dtype.kind not in "iuf" or dtype.names is not None:
+        raise InputError(f"{name}: unsupported voxel type {dtype}; a real-valued image is needed")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except (EOFError, OSError, zlib.error, ValueError) as exc:
+        raise InputError(f"{name}: truncated or corrupt image data ({exc})") from None
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise InputError(f"{name}: {bad} voxels are NaN or infinite")
+    if not np.any(data):
+        raise InputError(f"{name}: all voxels are 0 (empty image)")
+    if float(data.max()) == float(data.min()):
+        raise InputError(f"{name}: constant image (every voxel is {float(data.max())})")
+    out = nib.Nifti1Image(data, affine, hdr)
+    out.set_data_dtype(np.float32)
+    return out
+
+
+def from_array(data: np.ndarray, affine: np.ndarray, name: str = "<array>") -> nib.Nifti1Image:
+    """A validated image from an array + affine (both qform and sform set to the affine)."""
+    img = nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=float))
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return validate_image(img, name)
+
+
+def mask_image(mask: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A uint8 0/1 image carrying the reference's affine, qform/sform codes and units."""
+    hdr = reference.header.copy()
+    hdr.set_data_dtype(np.uint8)
+    out = nib.Nifti1Image(mask.astype(np.uint8), reference.affine, hdr)
+    out.set_qform(reference.header.get_qform(), code=int(reference.header["qform_code"]))
+    out.set_sform(reference.header.get_sform(), code=int(reference.header["sform_code"]))
+    out.header.set_xyzt_units(*reference.header.get_xyzt_units())
+    out.header["scl_slope"], out.header["scl_inter"] = 1.0, 0.0
+    out.header["cal_min"], out.header["cal_max"] = 0, 1
+    return out
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when ``folder`` cannot receive outputs."""
+    if not folder.exists():
+        raise OutputError(f"{folder}: output folder does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output location is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: output folder is not writable")
+
+
+def save_atomic(img: nib.Nifti1Image, path: Path) -> Path:
+    """Write ``img`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{''.join(path.suffixes[-2:])}")
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def output_base(input_path: Union[str, Path], output: Optional[Union[str, Path]]) -> Path:
+    """Base path (no suffix) of the outputs: ``-o X.nii.gz`` → ``X``; ``-o DIR/`` → ``DIR/<in>``."""
+    stem = Path(strip_nifti_suffix(Path(input_path).name))
+    if output is None:
+        return Path(input_path).parent / stem
+    out = Path(output)
+    if str(output).endswith(("/", os.sep)) or out.is_dir():
+        return out / stem
+    return Path(strip_nifti_suffix(out))
