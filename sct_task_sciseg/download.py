@@ -108,12 +108,13 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
 
 def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = None,
              quiet: bool = False, retries: int = RETRIES, backoff: float = BACKOFF,
-             log: Callable[[str], None] = lambda s: None) -> Downloaded:
+             log: Callable[[str], None] = lambda s: None,
+             verify: Callable[[str, int], Optional[str]] = lambda digest, size: None) -> Downloaded:
     """Download the first URL of ``urls`` that works into ``dest`` (atomically: ``dest`` appears complete).
 
     Transient failures (connection errors, 5xx, truncated bodies) are retried ``retries`` times with
     exponential backoff, resuming where the server allows; permanent ones (404, 403) move on to the next
-    URL at once. Raises :class:`InstallError` naming every URL tried when none works.
+    URL at once; so does a file that ``verify(sha256, size)`` rejects (it returns the reason). Raises :class:`InstallError` naming every URL tried when none works.
     """
     import requests
 
@@ -145,9 +146,16 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                     failures.append(f"{url}: size {size} != expected {expected_size}")
                     break
                 digest = sha256_file(part)
+                problem = verify(digest, size)
+                if problem:
+                    part.unlink()
+                    meta.unlink(missing_ok=True)
+                    failures.append(f"{url}: {problem}")
+                    log(f"{url}: {problem}; trying the next source")
+                    break
                 os.replace(part, dest)
                 meta.unlink(missing_ok=True)
                 return Downloaded(dest, url, digest, size, resumed)
-    raise InstallError("download failed: " + "; ".join(failures)
+    raise InstallError("download failed: " + "; ".join(failures) + "."
                        + " (check the network or set SCISEG_RELEASE_URL to a mirror, "
                          "or install from a local file with -custom-url)")

@@ -6,7 +6,9 @@ way on nnunetv2 2.3.1 … 2.8.x, and nothing imports timm/torchvision.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 import os
 import pydoc
@@ -166,7 +168,8 @@ def load_predictor(model_folder: Path, settings: PredictorSettings):
               "device": device, "verbose": False, "verbose_preprocessing": False}
     if "allow_tqdm" in init:
         kwargs["allow_tqdm"] = bool(settings.verbose)
-    predictor = nnUNetPredictor(**kwargs)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a notice for every non-CUDA device
+        predictor = nnUNetPredictor(**kwargs)
     mirror_axes = first.get("inference_allowed_mirroring_axes")
     predictor.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
                                     first.get("trainer_name", "nnUNetTrainer"), mirror_axes)

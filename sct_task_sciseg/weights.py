@@ -190,6 +190,15 @@ class _Trust:
         _write_json_atomic(self.path, self.data)
 
 
+def _mismatch(expected: Optional[dict], digest: str, size: int, release: Release) -> Optional[str]:
+    if expected is None:
+        return None
+    if digest != expected["sha256"] or (expected.get("size") and size != expected["size"]):
+        return (f"sha256 {digest[:16]}… (size {size}) does not match {expected['sha256'][:16]}… "
+                f"({expected['origin']}); the file is corrupt or not release {release.tag}")
+    return None
+
+
 def _local_path(source: str) -> Optional[Path]:
     if source.startswith("file://"):
         return Path(unquote(urlparse(source).path))
@@ -249,6 +258,8 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
     try:
         local = _local_path(source) if source else (release.embedded_path() if release.embedded else None)
         custom = source is not None
+        # custom sources are checked against a pinned hash only, and never become the trusted record
+        expected = trust.expected(release) if not custom or release.sha256 else None
         if local is not None and local.is_dir():
             origin = str(local)
             model_src = find_model_folder(local)
@@ -264,20 +275,16 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
                 digest, size = sha256_file(local), local.stat().st_size
             else:
                 urls = [source] if source else [release.url(b) for b in release_base_urls(task)]
-                expected = trust.expected(release)
                 say(f"Downloading {task.name} release {release.tag} from {urls[0]}")
                 got = download(urls, tdir / ".downloads" / release.tag / release.asset,
-                               expected_size=(expected or {}).get("size"), quiet=quiet, log=say)
+                               expected_size=(expected or {}).get("size"), quiet=quiet, log=say,
+                               verify=lambda d, n: _mismatch(expected, d, n, release))
                 archive, url, digest, size = got.path, got.url, got.sha256, got.size
                 downloaded = archive
             origin = url
-            expected = trust.expected(release)
-            if expected is not None:
-                if digest != expected["sha256"] or (expected.get("size") and size != expected["size"]):
-                    raise InstallError(
-                        f"{origin}: sha256 {digest[:16]}… (size {size}) does not match {expected['sha256'][:16]}… "
-                        f"({expected['origin']}); the file is corrupt or not release {release.tag}: "
-                        "remove it from the mirror or pass the right file")
+            problem = _mismatch(expected, digest, size, release)
+            if problem:
+                raise InstallError(f"{origin}: {problem}: pass the right file")
             safe_extract(archive, staging / "_unpacked")
             model_src = find_model_folder(staging / "_unpacked")
             validate_model_folder(model_src, task.dataset_labels, task.predictor.checkpoints, origin)
@@ -297,7 +304,7 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
         os.replace(staging, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        if expected is None and not (local is not None and local.is_dir()) and not release.sha256:
+        if expected is None and not custom and not release.sha256:
             trust.record(release, digest, size, url)
             say(f"note: release {release.tag} publishes no checksum; recorded sha256 {digest} at first install "
                 f"({tdir / TRUST_FILE}); later installs of {release.tag} are verified against it")
