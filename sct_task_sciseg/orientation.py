@@ -16,11 +16,10 @@ _OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
 def sct_to_nib_axcodes(sct: str) -> Tuple[str, str, str]:
     """SCT orientation string ("RPI") → nibabel axis codes (("L", "A", "S"))."""
     s = sct.strip().upper()
-    if len(s) != 3 or set(s) - set(_OPPOSITE) or len({_OPPOSITE[c] + c for c in s} & {"LR", "RL"}) > 1:
-        raise ValueError(f"invalid orientation {sct!r}")
-    codes = tuple(_OPPOSITE[c] for c in s)
-    axcodes2ornt(codes)  # raises on repeated axes
-    return codes  # type: ignore[return-value]
+    axes = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+    if len(s) != 3 or set(s) - set(axes) or len({axes[c] for c in s}) != 3:
+        raise ValueError(f"invalid orientation {sct!r}: three letters, one of RL, one of AP, one of SI")
+    return tuple(_OPPOSITE[c] for c in s)  # type: ignore[return-value]
 
 
 def nib_to_sct(axcodes: Tuple[str, ...]) -> str:
