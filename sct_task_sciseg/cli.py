@@ -144,7 +144,11 @@ def cmd_segment(args) -> int:
         _err(f"-o {args.o}: several inputs need an output folder (end it with /)")
         return 2
     if args.o and args.o.endswith(("/", os.sep)):
-        Path(args.o).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(args.o).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _err(f"{args.o}: cannot create the output folder ({exc.strerror})")
+            return 1
     task, tag = _task_and_tag(args.task)
     pp = PostProcessing(thr=args.thr, largest=bool(args.largest), fill_holes=bool(args.fill_holes),
                         remove_small=list(args.remove_small))

@@ -5,9 +5,12 @@ temporary file in the destination folder and renamed into place, so no half-writ
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
 import os
 import uuid
+import warnings
 import zlib
 from pathlib import Path
 from typing import Optional, Union
@@ -41,8 +44,11 @@ def load_image(path: Union[str, Path]) -> nib.Nifti1Image:
         raise InputError(f"{path}: not readable (permission denied)")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    header_class = nib.Nifti2Header if _is_nifti2(path) else nib.Nifti1Header
+    _check_raw_pixdim(path, header_class)
     try:
-        img = nib.load(str(path))
+        with _quiet_nibabel():
+            img = nib.load(str(path))
     except nib.filebasedimages.ImageFileError:
         raise InputError(f"{path}: not a NIfTI image") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
@@ -50,6 +56,41 @@ def load_image(path: Union[str, Path]) -> nib.Nifti1Image:
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{path}: a {type(img).__name__} image, not NIfTI")
     return validate_image(img, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_nibabel():
+    """nibabel logs header fixes to stderr; the one line we print says what matters."""
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _is_nifti2(path: Path) -> bool:
+    try:
+        with nib.openers.ImageOpener(str(path)) as f:
+            return len(f.read(4)) == 4 and f.seek(0) == 0 and int.from_bytes(f.read(4), "little") == 540
+    except Exception:  # unreadable: nib.load says why
+        return False
+
+
+def _check_raw_pixdim(path: Path, header_class) -> None:
+    """nibabel silently turns a zero voxel size into 1 mm on load: check the header as written."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as f:
+            raw = header_class.from_fileobj(f, check=False)
+    except Exception:  # not a NIfTI, truncated, ...: nib.load gives the precise reason
+        return
+    pixdim = np.asarray(raw["pixdim"][1:4], dtype=float)
+    if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
+        raise InputError(f"{path}: invalid voxel size {tuple(float(v) for v in pixdim)} mm "
+                         "(zero, negative or NaN)")
 
 
 def validate_image(img: nib.Nifti1Image, name: str) -> nib.Nifti1Image:
