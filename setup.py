@@ -29,6 +29,7 @@ setup(
         "filelock>=3.0",
         "platformdirs>=2.5",
         "tqdm",
+        "pillow",
         "matplotlib",
     ],
     extras_require={"test": ["pytest>=7"]},

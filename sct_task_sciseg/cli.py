@@ -179,7 +179,7 @@ def cmd_segment(args) -> int:
 
 
 def _write_qc(args, segmenter, path: Path, result) -> None:
-    from .qc_report import write_qc
+    from .qc import write_qc
     write_qc(Path(args.qc), path, result.image, result.masks,
              model_tag=segmenter.model.tag if segmenter.model else "custom", task_name=segmenter.task.name,
              dataset=args.qc_dataset, subject=args.qc_subject, session=None, bids_root=None)
