@@ -21,6 +21,7 @@ setup(
     install_requires=[
         # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
         "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2",
+        "acvl_utils!=0.2.1",  # 0.2.1 breaks nnU-Net inference
         "torch",
         "nibabel>=3.2",
         "numpy",
