@@ -1,12 +1,13 @@
 """Safe extraction of release zips and validation of the nnU-Net model folder they hold."""
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import zlib
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from .errors import InstallError
 
@@ -27,28 +28,34 @@ def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
         raise InstallError(f"{archive}: refusing special file member {name!r}")
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``, refusing absolute, ``..``, link and special members."""
+def safe_extract(archive: Path, dest: Path) -> Dict[Path, str]:
+    """Extract ``archive`` into ``dest``, refusing absolute, ``..``, link and special members.
+
+    Every member's CRC is checked as it is read; returns the sha256 of every extracted file (by path).
+    """
+    hashes: Dict[Path, str] = {}
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             for info in infos:
                 _check_member(info, archive)
-            bad = zf.testzip()
-            if bad is not None:
-                raise InstallError(f"{archive}: member {bad!r} is corrupt (CRC mismatch); download it again")
             for info in infos:
                 target = dest.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
+                h = hashlib.sha256()
                 with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        h.update(block)
+                        out.write(block)
+                hashes[target] = h.hexdigest()
     except zipfile.BadZipFile as exc:
-        raise InstallError(f"{archive}: not a valid zip archive ({exc}); download it again") from exc
-    except (zipfile.LargeZipFile, EOFError) as exc:
-        raise InstallError(f"{archive}: unreadable zip archive ({exc})") from exc
+        raise InstallError(f"{archive}: corrupt or not a valid zip archive ({exc}); download it again") from exc
+    except (zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise InstallError(f"{archive}: corrupt zip archive ({exc}); download it again") from exc
+    return hashes
 
 
 def find_model_folder(root: Path) -> Path:

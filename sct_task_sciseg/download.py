@@ -49,8 +49,27 @@ def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+class _Hash:
+    """sha256 of the part file, computed while it is written (re-read only when resuming a foreign part)."""
+
+    def __init__(self):
+        self.h, self.n = hashlib.sha256(), 0
+
+    def sync(self, part: Path, offset: int) -> None:
+        if self.n != offset:
+            self.h, self.n = hashlib.sha256(), 0
+            if offset:
+                with open(part, "rb") as f:
+                    for block in iter(lambda: f.read(CHUNK), b""):
+                        self.update(block)
+
+    def update(self, block: bytes) -> None:
+        self.h.update(block)
+        self.n += len(block)
+
+
 def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], quiet: bool,
-                session) -> bool:
+                session, digest: _Hash) -> bool:
     """One attempt: resume ``part`` from ``url`` to the end. Returns True when it resumed."""
     import requests
 
@@ -83,6 +102,7 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
         resumed = offset > 0 and resp.status_code == 206
         if offset and not resumed:  # server ignored Range: start over
             offset = 0
+        digest.sync(part, offset)
         total = resp.headers.get("Content-Length")
         total = int(total) + offset if total is not None else expected_size
         bar = None
@@ -94,6 +114,7 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
             with open(part, "ab" if resumed else "wb") as f:
                 for block in resp.iter_content(1 << 16):
                     f.write(block)
+                    digest.update(block)
                     if bar is not None:
                         bar.update(len(block))
         except requests.exceptions.RequestException as exc:
@@ -129,9 +150,10 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
     with requests.Session() as session:
         session.headers["User-Agent"] = "sct_task_sciseg"
         for url in urls:
+            hashed = _Hash()
             for attempt in range(retries + 1):
                 try:
-                    resumed = _fetch_once(url, part, meta, expected_size, quiet, session)
+                    resumed = _fetch_once(url, part, meta, expected_size, quiet, session, hashed)
                 except _Permanent as exc:
                     failures.append(f"{url}: {exc}")
                     log(f"{url}: {exc}; trying the next source")
@@ -145,7 +167,8 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                     failures.append(f"{url}: {exc}")
                     break
                 size = part.stat().st_size
-                digest = sha256_file(part)
+                hashed.sync(part, size)  # no-op unless the part was completed by an earlier process
+                digest = hashed.h.hexdigest()
                 problem = verify(digest, size)
                 if problem:
                     part.unlink()

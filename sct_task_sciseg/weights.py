@@ -98,12 +98,15 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _file_table(release_dir: Path) -> Dict[str, list]:
+def _file_table(release_dir: Path, known: Optional[Dict[Path, str]] = None) -> Dict[str, list]:
+    """relative path → [size, mtime_ns, sha256] of every model file (hashes reused from extraction)."""
+    known = known or {}
     table = {}
     for p in sorted(release_dir.rglob("*")):
         if p.is_file() and p.name != MARKER:
             st = p.stat()
-            table[p.relative_to(release_dir).as_posix()] = [st.st_size, st.st_mtime_ns, sha256_file(p)]
+            digest = known.get(p) or sha256_file(p)
+            table[p.relative_to(release_dir).as_posix()] = [st.st_size, st.st_mtime_ns, digest]
     return table
 
 
@@ -256,6 +259,7 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
     staging.mkdir()
     downloaded: Optional[Path] = None
     try:
+        known: Dict[Path, str] = {}
         local = _local_path(source) if source else (release.embedded_path() if release.embedded else None)
         custom = source is not None
         # custom sources are checked against a pinned hash only, and never become the trusted record
@@ -285,15 +289,17 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
             problem = _mismatch(expected, digest, size, release)
             if problem:
                 raise InstallError(f"{origin}: {problem}: pass the right file")
-            safe_extract(archive, staging / "_unpacked")
+            extracted = safe_extract(archive, staging / "_unpacked")
             model_src = find_model_folder(staging / "_unpacked")
             validate_model_folder(model_src, task.dataset_labels, task.predictor.checkpoints, origin)
             os.replace(model_src, staging / model_src.name)
             shutil.rmtree(staging / "_unpacked")
+            known = {staging / model_src.name / p.relative_to(model_src): d
+                     for p, d in extracted.items() if model_src in p.parents}
         marker = {
             "task": task.name, "tag": release.tag, "asset": release.asset, "url": url, "sha256": digest,
             "size": size, "installed_at": _now(), "custom": custom, "model_folder": model_src.name,
-            "installer": f"sct_task_sciseg {__version__}", "files": _file_table(staging),
+            "installer": f"sct_task_sciseg {__version__}", "files": _file_table(staging, known),
         }
         _write_json_atomic(staging / MARKER, marker)  # written last: marks the folder complete
         target = tdir / release.tag
