@@ -13,8 +13,10 @@ PY39="${PY39:-$(command -v python3.9)}"
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY39" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade "pip<25"
-  "$VENV/bin/python" -m pip install -q "torch==2.5.1" "nnunetv2==2.3.1" "numpy==1.26.4" "acvl-utils!=0.2.1" \
-    -e ".[test]"
+  # pins as in SCT 6.5's requirements-freeze.txt (python-gdcm has no sdist build here)
+  "$VENV/bin/python" -m pip install -q "torch==2.5.1" "nnunetv2==2.3.1" "numpy==1.26.4" "acvl-utils==0.2" \
+    "dynamic-network-architectures==0.3.1" "batchgenerators==0.25.1" "SimpleITK==2.4.0" "scipy==1.13.1" \
+    "scikit-image==0.24.0" "dicom2nifti==2.5.0" "python-gdcm==3.0.24.1" -e ".[test]"
 fi
 "$VENV/bin/python" -c "import sys, torch, nnunetv2, numpy; from importlib.metadata import version; \
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'nnunetv2', version('nnunetv2'), 'numpy', numpy.__version__)"

@@ -156,7 +156,7 @@ class Segmenter:
         gen = {
             "Name": "sct_task_sciseg",
             "Version": __version__,
-            "CodeURL": "https://github.com/ivadomed/model_seg_sci",
+            "ModelCodeURL": self.task.code_url,
             "ModelURL": self.model.url if self.model else self.model_folder.resolve().as_uri(),
             "Task": self.task.name,
             "Release": self.model.tag if self.model else "custom-folder",
