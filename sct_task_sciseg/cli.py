@@ -63,7 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
     inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    inf.add_argument("-threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
+    inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
+                          "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
+                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/)")
+    inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                     help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
+    inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
+                     help="region of interest: tiles (default) skips all-air tiles of nnU-Net's grid; body "
+                          "crops to the body's bounding box (normalisation still over the whole image); none")
+    inf.add_argument("-fast", action="store_true",
+                     help="screening mode: body crop and large tiles; several times faster, masks agree with "
+                          "the default at Dice >= 0.97 (measured in benchmarks/results.md)")
+    inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
+    inf.add_argument("-overwrite", action="store_true",
+                     help="recompute inputs whose outputs are up to date (default: skip them, so an "
+                          "interrupted batch resumes where it stopped)")
     qc = p.add_argument_group("quality control")
     qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
     qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
@@ -73,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo")
     misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
     misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
+    misc.add_argument("-replace-builtin", action="store_true",
+                      help="with -register-sct on SCT 7.x: also route SCT's own lesion_sci_t2 to this package")
     misc.add_argument("-v", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), help="verbosity 0/1/2")
     misc.add_argument("-version", action="version", version=f"sct_task_sciseg {__version__}")
     return p
@@ -115,32 +133,24 @@ def cmd_install(args) -> int:
 
 
 def expand_inputs(items: Sequence[str]) -> List[Path]:
-    """Files as given; a folder → its NIfTI files, or its BIDS T2w scans when it holds sub-* folders."""
-    out: List[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            bids = sorted(p.glob("sub-*/anat/*_T2w.nii*")) + sorted(p.glob("sub-*/ses-*/anat/*_T2w.nii*"))
-            found = bids or sorted(q for q in p.iterdir() if q.name.endswith((".nii", ".nii.gz"))
-                                   and not q.name.endswith(("_seg.nii.gz", "_seg.nii")))
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
+    """Files as given; a folder → its NIfTI files; a BIDS dataset → its sub-*/[ses-*/]anat/*_T2w scans."""
+    from .batch import expand
+    return [it.path for it in expand(items)]
 
 
 def cmd_segment(args) -> int:
-    from .nifti import check_writable
+    from .batch import expand, output_folder_given, run_batch, summary
     from .pipeline import Segmenter
     from .postprocess import PostProcessing, parse_size
 
     for spec in args.remove_small:
         parse_size(spec)  # fail early on a typo
-    inputs = expand_inputs(args.i)
-    if not inputs:
+    items = expand(args.i)
+    if not items:
         _err(f"{' '.join(args.i)}: no NIfTI input found")
         return 1
-    if args.o and len(inputs) > 1 and not (args.o.endswith(("/", os.sep)) or Path(args.o).is_dir()):
+    several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
+    if args.o and several and not output_folder_given(args.o):
         _err(f"-o {args.o}: several inputs need an output folder (end it with /)")
         return 2
     if args.o and args.o.endswith(("/", os.sep)):
@@ -154,27 +164,16 @@ def cmd_segment(args) -> int:
                         remove_small=list(args.remove_small))
     segmenter = Segmenter(task, tag, models_dir=args.models_dir, device=args.device, threads=args.threads,
                           tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
-                          folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0)
-    failures = 0
-    for path in inputs:
-        t0 = time.perf_counter()
-        try:
-            paths = segmenter.output_paths(path, args.o)
-            check_writable(next(iter(paths.values())).parent)
-            result = segmenter.segment(path)
-            segmenter.write(result, paths, path)
-            if args.qc:
-                _write_qc(args, segmenter, path, result)
-        except SciSegError as exc:
-            failures += 1
-            _err(str(exc))
-            continue
-        if args.v:
-            counts = ", ".join(f"{k} {int(m.dataobj[...].sum())} voxels" for k, m in result.masks.items())
-            print(f"{path} → {', '.join(str(p) for p in paths.values())} ({counts}; "
-                  f"{time.perf_counter() - t0:.1f} s)")
-    if len(inputs) > 1 and args.v:
-        print(f"done: {len(inputs) - failures} segmented, {failures} failed")
+                          folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0,
+                          precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
+                          fast=args.fast)
+    on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
+    t0 = time.perf_counter()
+    jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
+                     error=_err)
+    failures = sum(j.status == "failed" for j in jobs)
+    if len(jobs) > 1 and args.v:
+        print(summary(jobs, time.perf_counter() - t0))
     return 1 if failures else 0
 
 
@@ -194,7 +193,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_install(args)
         if args.register_sct or args.unregister_sct:
             from . import sct
-            changes = sct.install_hook() if args.register_sct else sct.uninstall_hook()
+            changes = (sct.install_hook(replace_builtin=args.replace_builtin) if args.register_sct
+                       else sct.uninstall_hook())
             for line in changes or ["nothing to change"]:
                 print(line)
             return 0

@@ -9,6 +9,7 @@ new one is complete and a killed installer leaves nothing half-installed.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import importlib.util
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Union
 from urllib.parse import unquote, urlparse
 
 from . import __version__
-from .archive import find_model_folder, safe_extract, validate_model_folder
+from .archive import MODEL_FOLDER_GLOB, find_model_folder, safe_extract, validate_model_folder
 from .download import download, sha256_file
 from .errors import InstallError, ModelError
 from .task import Release, Task
@@ -57,15 +58,16 @@ def _stderr(msg: str) -> None:
 
 def sct_data_dir() -> Optional[Path]:
     """SCT's ``data/deepseg_models`` when SCT is importable (found without importing it), else None."""
-    root = os.environ.get("SCT_DIR")
-    if not root:
-        try:
-            spec = importlib.util.find_spec("spinalcordtoolbox")
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.origin:
-            return None
+    try:  # the SCT this Python would import (what SCT itself uses), else $SCT_DIR
+        spec = importlib.util.find_spec("spinalcordtoolbox")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
         root = str(Path(spec.origin).resolve().parent.parent)
+    elif os.environ.get("SCT_DIR"):
+        root = os.environ["SCT_DIR"]
+    else:
+        return None
     return Path(root) / "data" / "deepseg_models"
 
 
@@ -117,6 +119,18 @@ def _tree_sha256(folder: Path) -> str:
         if p.is_file():
             h.update(p.relative_to(folder).as_posix().encode() + b"\0" + sha256_file(p).encode() + b"\n")
     return h.hexdigest()
+
+
+def model_folder_name(model_src: Path) -> str:
+    """The installed name of a model folder: nnU-Net's ``Trainer__Plans__configuration`` form, which SCT
+    looks for; a folder named otherwise (or files at a zip's root) becomes ``nnUNetTrainer__<plans>__3d_fullres``."""
+    if fnmatch.fnmatch(model_src.name, MODEL_FOLDER_GLOB):
+        return model_src.name
+    try:
+        plans_name = json.loads((model_src / "plans.json").read_text()).get("plans_name", "nnUNetPlans")
+    except (OSError, ValueError):
+        plans_name = "nnUNetPlans"
+    return f"nnUNetTrainer__{plans_name}__3d_fullres"
 
 
 def task_dir(task: Task, models_dir: Optional[PathLike] = None) -> Path:
@@ -268,8 +282,9 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
             origin = str(local)
             model_src = find_model_folder(local)
             validate_model_folder(model_src, task.dataset_labels, task.predictor.checkpoints, origin)
-            shutil.copytree(model_src, staging / model_src.name)
-            digest, size, url = _tree_sha256(staging / model_src.name), 0, local.resolve().as_uri()
+            folder_name = model_folder_name(model_src)
+            shutil.copytree(model_src, staging / folder_name)
+            digest, size, url = _tree_sha256(staging / folder_name), 0, local.resolve().as_uri()
             expected = None  # a folder has no release hash to compare with
         else:
             if local is not None:
@@ -292,13 +307,14 @@ def _install_locked(task: Task, release: Release, tdir: Path, source: Optional[s
             extracted = safe_extract(archive, staging / "_unpacked")
             model_src = find_model_folder(staging / "_unpacked")
             validate_model_folder(model_src, task.dataset_labels, task.predictor.checkpoints, origin)
-            os.replace(model_src, staging / model_src.name)
-            shutil.rmtree(staging / "_unpacked")
-            known = {staging / model_src.name / p.relative_to(model_src): d
+            folder_name = model_folder_name(model_src)
+            os.replace(model_src, staging / folder_name)  # also right when the zip has no root folder
+            shutil.rmtree(staging / "_unpacked", ignore_errors=True)
+            known = {staging / folder_name / p.relative_to(model_src): d
                      for p, d in extracted.items() if model_src in p.parents}
         marker = {
             "task": task.name, "tag": release.tag, "asset": release.asset, "url": url, "sha256": digest,
-            "size": size, "installed_at": _now(), "custom": custom, "model_folder": model_src.name,
+            "size": size, "installed_at": _now(), "custom": custom, "model_folder": folder_name,
             "installer": f"sct_task_sciseg {__version__}", "files": _file_table(staging, known),
         }
         _write_json_atomic(staging / MARKER, marker)  # written last: marks the folder complete

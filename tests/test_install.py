@@ -283,3 +283,16 @@ def test_sigkill_mid_download_then_rerun(server, tmp_path, release_zip):
     assert model.sha256 == sha256(release_zip)
     assert not part.exists()
     assert not [p for p in (models / SCISEG.name).iterdir() if p.name.startswith(".staging-")]
+
+
+def test_zip_without_root_folder_installs_under_an_nnunet_name(tmp_path, release_zip):
+    flat = tmp_path / "flat.zip"
+    with zipfile.ZipFile(release_zip) as zin, zipfile.ZipFile(flat, "w") as zout:
+        for info in zin.infolist():
+            if not info.is_dir():
+                zout.writestr(info.filename.split("/", 1)[1], zin.read(info))
+    model = install(SCISEG, models_dir=tmp_path / "m", source=str(flat), quiet=True)
+    assert model.model_folder.name == "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    assert (model.model_folder / "plans.json").is_file()
+    assert list(model.model_folder.glob("fold_*/checkpoint_final.pth"))
+    assert find_installed(SCISEG, models_dir=tmp_path / "m", full_check=True) == model
