@@ -18,7 +18,11 @@ exactly what ``nnUNetPredictor`` gives it at inference. Two sigmoid outputs = th
 
 After training, the model is checked with a real ``nnUNetPredictor`` (``--validate-only DIR`` runs that alone).
 
-    python release/build_test_model.py --out /tmp/phantom_model --iterations 1500 --seed 0
+    python release/build_test_model.py --out /tmp/phantom_model          # the phantom-r20261124 recipe
+    python release/make_release.py /tmp/phantom_model --tag phantom-r20261124 \
+        --asset sciseg_phantom_r20261124.zip --out /tmp/phantom_release
+
+Training takes about 10 minutes on 2 free CPU cores (20 on a busy machine).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sct_task_sciseg.phantom import ALL_AXCODES, dice, make_phantom  # noqa: E402
+from sct_task_sciseg.phantom import dice, make_phantom  # noqa: E402
 
 TRAINER = "nnUNetTrainerDA5"
 CONFIGURATION = "3d_fullres"
@@ -52,6 +56,7 @@ PATCH = [64, 64, 32]  # (z, y, x) = (S-I, A-P, L-R) after the transpose
 SMALL_PATCH = [48, 48, 32]  # cheaper patches for the first part of training
 SMALL_PATCH_FRACTION = 0.6
 REAL_FRACTION = 0.5  # share of training patches drawn from the real volumes
+RELEASE_ITERATIONS = 1100  # phantom-r20261124 was built with the defaults (seed 0, 40 phantoms, 1100 iterations)
 SPACING = [1.0, 0.8, 0.8]  # mm, same order
 N_STAGES = 4
 DEFAULT_DATA = os.environ.get("SCT_TESTING_DATA", "/work/shared/data/sct_testing_data")
@@ -527,9 +532,11 @@ def _intensity_props(values: np.ndarray) -> Dict[str, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=False, type=Path, help="output folder (the trainer folder is made inside)")
-    ap.add_argument("--minutes", type=float, default=9.0,
-                    help="training budget when --iterations is not given (the count is fixed after 20 iterations)")
-    ap.add_argument("--iterations", type=int, default=None, help="training iterations (reproducible)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="training budget instead of a fixed count: the iteration count is fixed from the speed of "
+                         "the first 20 iterations and printed (not reproducible across machines)")
+    ap.add_argument("--iterations", type=int, default=None,
+                    help=f"training iterations (default {RELEASE_ITERATIONS}, the released model's recipe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phantoms", type=int, default=40, help="number of training phantoms")
     ap.add_argument("--batch-size", type=int, default=2)
@@ -587,7 +594,10 @@ def main(argv=None) -> int:
     log("training")
     torch.manual_seed(args.seed)
     net, _, _ = build_network(plans, dataset_json, deep_supervision=True)
-    iters, t_train = train(net, cases, args.iterations, args.minutes, args.seed, args.batch_size, log)
+    iterations = args.iterations
+    if iterations is None and args.minutes is None:
+        iterations = RELEASE_ITERATIONS
+    iters, t_train = train(net, cases, iterations, args.minutes or 0.0, args.seed, args.batch_size, log)
     log(f"  {iters} iterations in {t_train / 60:.1f} min")
 
     # back to the default memory format; keep the tensors nnU-Net's state dict shares (decoder.encoder.*,

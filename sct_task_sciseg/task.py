@@ -134,6 +134,7 @@ SCISEG = Task(
         Release(
             "phantom-r20261124", "sciseg_phantom_r20261124.zip",
             "small demo model trained on synthetic phantoms (offline demo and tests; not for research)",
+            sha256="54a4cb9bb5198ab1a853dcf1e180f3d9fd7cacbc58c6fce011d9d75aa03e0ca0", size=1313873,
             embedded=True,
         ),
     ),
