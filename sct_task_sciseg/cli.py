@@ -71,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
-                     help="region of interest: tiles (default) skips all-air tiles of nnU-Net's grid; body "
-                          "crops to the body's bounding box (normalisation still over the whole image); none")
+                     help="region of interest: none (default) runs every tile of nnU-Net's grid; tiles skips "
+                          "tiles that hold only air; body crops to the body's bounding box (normalisation "
+                          "still over the whole image)")
     inf.add_argument("-fast", action="store_true",
-                     help="screening mode: body crop and large tiles; several times faster, masks agree with "
-                          "the default at Dice >= 0.97 (measured in benchmarks/results.md)")
+                     help="screening mode: body crop and large tiles; several times faster than the default, "
+                          "masks differ slightly (measured agreement in benchmarks/results.md)")
     inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "

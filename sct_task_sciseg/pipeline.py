@@ -26,6 +26,11 @@ from .weights import InstalledModel, ensure_installed
 
 ImageLike = Union[str, Path, nib.Nifti1Image, np.ndarray]
 
+#: Region of interest used by default: every tile of nnU-Net's own grid (skipping all-air tiles changes the
+#: masks wherever a model predicts anything in air; see benchmarks/README.md). -fast crops to the body.
+DEFAULT_CROP = "none"
+FAST_CROP = "body"
+
 
 @dataclass
 class Segmentation:
@@ -36,6 +41,7 @@ class Segmentation:
     masks: Dict[str, nib.Nifti1Image]
     timings: Dict[str, float] = field(default_factory=dict)
     source: Optional[Path] = None
+    stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, network seconds
 
 
 def _sha256(path: Path) -> str:
@@ -58,7 +64,8 @@ class Segmenter:
                  device: str = "auto", threads: Optional[int] = None, tile_step_size: Optional[float] = None,
                  test_time_aug: Optional[bool] = None, folds: Optional[Sequence[int]] = None,
                  checkpoint: Optional[str] = None, postprocessing: Optional[PostProcessing] = None,
-                 quiet: bool = False):
+                 quiet: bool = False, precision: str = "auto", backend: str = "auto", crop: Optional[str] = None,
+                 tiles: Optional[str] = None, fast: bool = False):
         self.task = task if isinstance(task, Task) else get_task(task)
         self.quiet = quiet
         self.model: Optional[InstalledModel] = None
@@ -80,7 +87,12 @@ class Segmenter:
             device=device, threads=threads,
             folds=tuple(folds) if folds else d.folds,
             checkpoints=(checkpoint,) if checkpoint else d.checkpoints,
+            precision=precision, backend=backend,
+            crop=crop or (FAST_CROP if fast else DEFAULT_CROP),
+            tiles=tiles or ("large" if fast else "patch"),
         )
+        self.fast = bool(fast)
+        self._resolved = None
         self.postprocessing = postprocessing or PostProcessing()
         self._predictor = None
         self.checkpoints = []
@@ -93,8 +105,27 @@ class Segmenter:
             from .predictor import load_predictor
             t0 = time.perf_counter()
             self._predictor, self.checkpoints = load_predictor(self.model_folder, self.settings)
+            self._resolved = self._predictor.sciseg_resolved
             self.load_seconds = time.perf_counter() - t0
         return self._predictor
+
+    def _checkpoints(self):
+        """The checkpoints used (known before loading, so that a batch can check outputs before loading)."""
+        if not self.checkpoints:
+            from .predictor import fold_checkpoints
+            try:
+                return fold_checkpoints(self.model_folder, self.settings)
+            except ModelError:
+                return []
+        return self.checkpoints
+
+    @property
+    def resolved(self):
+        """The concrete device/precision/backend/crop/tiles this segmenter runs with (``auto`` resolved)."""
+        if self._resolved is None:
+            from .predictor import resolve
+            self._resolved = resolve(self.settings)
+        return self._resolved
 
     # -- in memory ---------------------------------------------------------------------------------
     def _as_image(self, image: ImageLike, affine: Optional[np.ndarray]) -> nib.Nifti1Image:
@@ -129,6 +160,7 @@ class Segmenter:
             _, probs = predict_labels(predictor, arr_zyx, spacing_zyx, return_probabilities=True)
             labels_zyx = labels_from_probabilities(np.asarray(probs), self.postprocessing.thr)
         t2 = time.perf_counter()
+        stats = dict(getattr(predictor, "sciseg_stats", {}) or {})
         labels = reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8)
         voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
         labels = apply(labels, self.postprocessing, voxel_mm3)
@@ -136,7 +168,7 @@ class Segmenter:
         t3 = time.perf_counter()
         timings = {"load_input": ta - t0, "load_model": t1 - ta, "predict": t2 - t1, "postprocess": t3 - t2}
         return Segmentation(img, labels, masks, timings,
-                            Path(image) if isinstance(image, (str, Path)) else None)
+                            Path(image) if isinstance(image, (str, Path)) else None, stats)
 
     # -- files -------------------------------------------------------------------------------------
     def output_paths(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
@@ -162,7 +194,7 @@ class Segmenter:
             "Release": self.model.tag if self.model else "custom-folder",
             "ModelSHA256": self.model.sha256 if self.model else None,
             "ModelFolder": self.model_folder.name,
-            "Checkpoints": [f"{c.parent.name}/{c.name}" for c in self.checkpoints],
+            "Checkpoints": [f"{c.parent.name}/{c.name}" for c in self._checkpoints()],
             "ImageOrientation": self.orientation,
             "nnUNetVersion": ver("nnunetv2"),
             "TorchVersion": ver("torch"),
@@ -174,6 +206,11 @@ class Segmenter:
                 "device": self.settings.device,
                 "threads": self.settings.threads,
                 "folds": list(self.settings.folds) if self.settings.folds else None,
+                "precision": self.resolved.precision,
+                "backend": self.resolved.backend,
+                "crop": self.resolved.crop,
+                "tiles": self.resolved.tiles,
+                "fast": self.fast,
                 **self.postprocessing.as_dict(),
             },
         }
