@@ -541,7 +541,9 @@ def _predictor_class():
         sciseg_stats: dict = {}
         _sciseg_mask = None
 
-        def predict_logits_from_preprocessed_data(self, data):
+        def predict_logits_from_preprocessed_data(self, data, *args, **kwargs):
+            if args or kwargs:  # e.g. nnunetv2-neuropoly's return_logits_per_fold (SCT 7.x): plain path
+                return super().predict_logits_from_preprocessed_data(data, *args, **kwargs)
             t0 = time.perf_counter()
             self._sciseg_t_enter = t0
             engine = self.network if hasattr(self.network, "forward_seconds") else None
