@@ -33,7 +33,11 @@ setup(
         "pillow",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # OpenVINO runs the network about 2x faster than PyTorch on CPUs without native bf16 (see README)
+        "fast": ["openvino>=2023.1", "onnx>=1.14"],
+    },
     entry_points={
         "console_scripts": [
             "sciseg=sct_task_sciseg.cli:main",
