@@ -543,6 +543,9 @@ def _predictor_class():
 
         def predict_logits_from_preprocessed_data(self, data, *args, **kwargs):
             if args or kwargs:  # e.g. nnunetv2-neuropoly's return_logits_per_fold (SCT 7.x): plain path
+                self.sciseg_stats = {"tiles": 0, "tiles_skipped": 0, "tile_size": None,
+                                     "roi_shape": list(data.shape[1:]), "model_shape": list(data.shape[1:])}
+                self._sciseg_mask = None
                 return super().predict_logits_from_preprocessed_data(data, *args, **kwargs)
             t0 = time.perf_counter()
             self._sciseg_t_enter = t0
