@@ -136,6 +136,9 @@ def render(res: dict) -> str:
         out.append("| engine | tile | seconds | first call s | peak RSS GB |")
         out.append("|---|---|---:|---:|---:|")
         for t in tiles:
+            if t.get("error"):
+                out.append(f"| {t.get('engine')} | {'×'.join(map(str, t.get('shape', [])))} | {t['error'][:120]} | | |")
+                continue
             out.append(f"| {t.get('engine')} | {'×'.join(map(str, t.get('shape', [])))} | {_f(t.get('seconds'), 2)} | "
                        f"{_f(t.get('first_call'), 1)} | {_f(t.get('peak_rss_gb'), 2)} |")
         out.append("")

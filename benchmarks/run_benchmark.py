@@ -218,7 +218,17 @@ class Bench:
         self.save()
         return row
 
+    def kept(self, name: str, run: str) -> bool:
+        """With --resume: a successful row for this input and run is kept, not measured again."""
+        if self.a.resume and any(r.get("input") == name and r.get("run") == run and "wall_s" in r and not r.get("rc")
+                                 for r in self.results["runs"]):
+            log(f"  {name:<15} {run:<28} kept from the earlier run")
+            return True
+        return False
+
     def run_sct(self, name: str, path: Path, tag: str = "sct") -> None:
+        if self.kept(name, tag):
+            return
         if not self.sct_ok:
             self.results["runs"].append({"input": name, "run": tag, "status": "not run (no SCT environment)"})
             return
@@ -231,6 +241,8 @@ class Bench:
         self.record(name, tag, r, sct_inference_s=int(m.group(1)) * 60 + int(m.group(2)) if m else None)
 
     def run_stock(self, name: str, paths: List[Path], tag: str = "stock nnU-Net") -> None:
+        if self.kept(name, tag):
+            return
         out = self.work / "out" / "stock" / name
         shutil.rmtree(out, ignore_errors=True)
         r = measure([self.py, HERE / "stock_nnunet.py", self.model, out, *paths])
@@ -242,7 +254,9 @@ class Bench:
         out = self.work / "out" / (out_name or mode) / name
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        r = measure([self.sciseg, *map(str, paths), "-o", f"{out}/", "-v", "2", "-overwrite", *flags],
+        if self.kept(name, f"sciseg {mode}"):
+            return {}
+        r = measure([self.sciseg, "-i", *map(str, paths), "-o", f"{out}/", "-v", "2", "-overwrite", *flags],
                     dict(self.env, **(env or {})))
         r_stats = sciseg_stats(r["_output"])
         return self.record(name, f"sciseg {mode}", r, flags=" ".join(flags), **r_stats)
@@ -261,10 +275,13 @@ class Bench:
             log(f"  {eng:<22} {row.get('seconds', float('nan')):.2f} s/tile")
         # bf16/fp32 ratio on a smaller tile: emulated bf16 is very slow on CPUs without native bf16
         for eng in ("torch", "torch-bf16", "openvino"):
+            limit = 240 if eng == "torch-bf16" and not self.results["machine"]["native_bf16"] else 3600
             r = measure([self.py, HERE / "tile_speed.py", self.model, eng, "--shape", "64", "96", "48",
-                         "--repeat", "1"], self.env)
+                         "--repeat", "1"], self.env, timeout=limit)
             m = re.search(r"TILE (\{.*\})", r["_output"])
-            row = json.loads(m.group(1)) if m else {"engine": eng, "error": r["output_tail"][-500:]}
+            row = json.loads(m.group(1)) if m else {"engine": eng, "shape": [64, 96, 48], "error": (
+                f"no result within {limit} s (bf16 emulated: no native bf16 on this CPU)" if r["wall_s"] >= limit
+                else r["output_tail"][-500:])}
             self.results["tiles"].append(row)
             log(f"  {eng:<22} {row.get('seconds', float('nan')):.2f} s/tile (64×96×48)")
         self.save()
@@ -395,6 +412,7 @@ def main(argv=None) -> int:
         old = json.loads((Path(a.out) / "results.json").read_text())
         for key in ("runs", "tiles", "dice", "notes"):
             b.results[key] = old.get(key, [])
+        b.results["runs"] = [r for r in b.results["runs"] if "wall_s" in r and not r.get("rc")]
         b.results.update({k: v for k, v in old.items() if k not in b.results})
     b.prepare()
     seen = wait_quiet(a.max_load, a.max_wait)
