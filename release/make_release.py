@@ -32,6 +32,7 @@ import sys
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from sct_task_sciseg.download import sha256_file  # noqa: E402
 
 DEFAULT_REPO = "ivadomed/model_seg_sci"
 MODEL_FOLDER_GLOB = "nnUNetTrainer*__*__*"
@@ -152,14 +153,6 @@ def build_zip(folder: Path, zip_path: Path) -> Dict[str, dict]:
     os.replace(tmp, zip_path)
     return {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **meta}
             for name, (data, meta) in sorted(members.items())}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _nnunet_version() -> Optional[str]:

@@ -3,7 +3,6 @@ back → class-aware post-processing → one mask per output, in the input's exa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -15,6 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
+from .download import sha256_file
 from .errors import ModelError
 from .nifti import (check_writable, from_array, load_image, mask_image, output_base, save_atomic,
                     validate_image, write_text_atomic)
@@ -42,14 +42,6 @@ class Segmentation:
     timings: Dict[str, float] = field(default_factory=dict)
     source: Optional[Path] = None
     stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, network seconds
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Segmenter:
@@ -217,7 +209,7 @@ class Segmenter:
         out = {"GeneratedBy": [gen]}
         if input_path is not None:
             out["Sources"] = [Path(input_path).name]
-            out["SourceSHA256"] = _sha256(Path(input_path))
+            out["SourceSHA256"] = sha256_file(Path(input_path))
         return out
 
     def segment_file(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
