@@ -155,13 +155,17 @@ def render(res: dict) -> str:
         sci_calls = [r for r in runs if r.get("input") == b_inp and r.get("run", "").startswith("sciseg single")
                      and "wall_s" in r and not r.get("rc")]
         stock = _run(runs, b_inp, "stock nnU-Net (one call)")
-        sct_mean = sum(r["wall_s"] for r in sct_calls) / len(sct_calls) if sct_calls else None
+        single = _run(runs, "t2_fake_lesion", "sct")  # the same scan, timed in the end-to-end section
+        if single:
+            sct_calls = sct_calls + [single]
+        # conservative: the fastest SCT call measured (load varies between rows)
+        sct_mean = min(r["wall_s"] for r in sct_calls) if sct_calls else None
         sci_mean = sum(r["wall_s"] for r in sci_calls) / len(sci_calls) if sci_calls else None
         out.append(f"| run | wall s | scans/min | peak RSS GB | throughput × {n} SCT calls |")
         out.append("|---|---:|---:|---:|---:|")
         sct_total = sct_mean * n if sct_mean else None
         if sct_mean:
-            out.append(f"| {n} separate `sct_deepseg` calls ({len(sct_calls)} timed, mean {sct_mean:.1f} s, × {n}) "
+            out.append(f"| {n} separate `sct_deepseg` calls (fastest of {len(sct_calls)} timed: {sct_mean:.1f} s, × {n}) "
                        f"| {sct_total:.1f} | {60 * n / sct_total:.1f} | "
                        f"{max(r['peak_rss_gb'] for r in sct_calls):.2f} | 1.00× |")
         else:
