@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "release"))
+from build_test_model import NNUNET_RESAMPLING  # noqa: E402
 
 TRAINER_FOLDER = "nnUNetTrainerDA5__nnUNetPlans__3d_fullres"
 SPACING = [0.6875, 0.5078125, 0.6875]
@@ -49,13 +53,7 @@ def sciseg_v2_plans() -> dict:
         "pool_op_kernel_sizes": STRIDES,
         "conv_kernel_sizes": [[3, 3, 3]] * 6,
         "unet_max_num_features": 320,
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                               "force_separate_z": None},
+        **NNUNET_RESAMPLING,
         "batch_dice": False,
     }
     return {

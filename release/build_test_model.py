@@ -81,6 +81,17 @@ def make_dataset_json(num_training: int) -> dict:
     }
 
 
+# nnU-Net's default resampling settings, as every 3d_fullres plans file of that era writes them
+NNUNET_RESAMPLING = {
+    "resampling_fn_data": "resample_data_or_seg_to_shape",
+    "resampling_fn_seg": "resample_data_or_seg_to_shape",
+    "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+    "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+    "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+    "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+}
+
+
 def make_plans(median_shape: Sequence[int], original_median_spacing: Sequence[float],
                original_median_shape: Sequence[int], intensity_props: Dict[str, float]) -> dict:
     """Plans in the format nnunetv2 <= 2.3 writes (SCIseg's real plans use it; 2.4+ converts it on load)."""
@@ -102,13 +113,7 @@ def make_plans(median_shape: Sequence[int], original_median_spacing: Sequence[fl
         "pool_op_kernel_sizes": pool,
         "conv_kernel_sizes": [[3, 3, 3]] * N_STAGES,
         "unet_max_num_features": 64,
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                               "force_separate_z": None},
+        **NNUNET_RESAMPLING,
         "batch_dice": False,
     }
     return {
