@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import ModelError
+from .nnunet_import import import_nnunet
 
 for _var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):  # silence nnU-Net's import warnings
     os.environ.setdefault(_var, os.devnull)
@@ -289,6 +290,8 @@ def cache_dir() -> Path:
 def _engine_class():
     import torch
 
+    from .export_view import VIEW_VERSION, export_view
+
     class NetworkEngine(torch.nn.Module):
         """Runs nnU-Net's network through a backend and precision; nnU-Net sees a normal ``nn.Module``.
 
@@ -375,7 +378,7 @@ def _engine_class():
                 self.weights_key = h.hexdigest()
             key = hashlib.sha256("|".join([
                 self.weights_key, self.resolved.backend, version(self.resolved.backend), torch.__version__,
-                type(self.network).__name__, repr(self.example_shape)]).encode()).hexdigest()[:24]
+                type(self.network).__name__, repr(self.example_shape), VIEW_VERSION]).encode()).hexdigest()[:24]
             return cache_dir() / self.resolved.backend / key / f"network{suffix}"
 
         def _onnx_file(self) -> Path:
@@ -394,7 +397,7 @@ def _engine_class():
                 self.network.eval()
                 with warnings.catch_warnings(), torch.no_grad():
                     warnings.simplefilter("ignore")
-                    torch.onnx.export(self.network, example, str(tmp), **kwargs)
+                    torch.onnx.export(export_view(self.network), example, str(tmp), **kwargs)
                 self.network.train(was_training)
                 os.replace(tmp, path)
             return path
@@ -528,9 +531,7 @@ def large_tile(extent: Sequence[int], patch: Sequence[int], strides: Sequence[in
 
 def _predictor_class():
     import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    nnUNetPredictor = import_nnunet()[0]
 
     class SciSegPredictor(nnUNetPredictor):
         """nnUNetPredictor with region-of-interest cropping, air-tile skipping, large tiles and statistics."""
@@ -632,6 +633,40 @@ def _predictor_class():
     return SciSegPredictor
 
 
+def _per_channel_threads(fn, threads: int):
+    """``fn`` (one of nnU-Net's resampling functions, which treat every channel on its own) run on each
+    channel in its own thread: scipy releases the GIL, so on n cores the region probabilities are resampled
+    back ≈ n times faster, with identical values."""
+    def run(data, *args, **kwargs):
+        n = int(data.shape[0])
+        if n < 2 or threads < 2:
+            return fn(data, *args, **kwargs)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(threads, n), thread_name_prefix="sciseg-resample") as pool:
+            parts = list(pool.map(lambda c: fn(data[c:c + 1], *args, **kwargs), range(n)))
+        if isinstance(parts[0], np.ndarray):
+            return np.concatenate(parts)
+        import torch
+        return torch.cat(parts)
+    return run
+
+
+def _threaded_resampling(configuration_manager, threads: int):
+    """``configuration_manager`` whose ``resampling_fn_probabilities`` runs :func:`_per_channel_threads`."""
+    base = type(configuration_manager)
+    if threads < 2 or not isinstance(getattr(base, "resampling_fn_probabilities", None), property):
+        return configuration_manager
+
+    class ThreadedResampling(base):
+        @property
+        def resampling_fn_probabilities(self):
+            return _per_channel_threads(super().resampling_fn_probabilities, threads)
+
+    ThreadedResampling.__name__ = ThreadedResampling.__qualname__ = base.__name__
+    configuration_manager.__class__ = ThreadedResampling
+    return configuration_manager
+
+
 def _tune_malloc() -> None:
     """glibc: serve large arrays from mmap and hand freed memory back, so that nnU-Net's resampling
     temporaries do not stay resident while the network runs (lower peak memory, same results)."""
@@ -667,9 +702,7 @@ def load_predictor(model_folder: Path, settings: PredictorSettings):
     """An initialised predictor (an ``nnUNetPredictor`` subclass) for ``model_folder`` and its checkpoints."""
     os.environ.setdefault("nnUNet_def_n_proc", str(settings.threads or default_threads()))  # no oversubscription
     import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    PlansManager = import_nnunet()[1]
 
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
@@ -692,6 +725,7 @@ def load_predictor(model_folder: Path, settings: PredictorSettings):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old plans format notice
         configuration_manager = plans_manager.get_configuration(configuration_name)
+    configuration_manager = _threaded_resampling(configuration_manager, resolved.threads)
     label_manager = plans_manager.get_label_manager(dataset_json)
     n_inputs = len(dataset_json.get("channel_names", dataset_json.get("modality", {"0": ""})))
     network = build_network(configuration_manager.configuration, n_inputs, label_manager.num_segmentation_heads)

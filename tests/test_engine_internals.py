@@ -1,0 +1,111 @@
+"""What the speed and memory levers change inside: the exported graph, nnU-Net's import, threaded resampling."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from sct_task_sciseg.export_view import SplitConcatUNet, export_view
+from sct_task_sciseg.predictor import _per_channel_threads, _threaded_resampling, build_network
+
+
+def _phantom_network(installed_model):
+    folder = installed_model.model_folder
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    pm = PlansManager(json.loads((folder / "plans.json").read_text()))
+    ck = torch.load(str(next(folder.glob("fold_*/checkpoint_final.pth"))), map_location="cpu", weights_only=False)
+    cm = pm.get_configuration("3d_fullres")
+    net = build_network(cm.configuration, 1, 2)
+    net.load_state_dict(ck["network_weights"])
+    return net.eval(), cm
+
+
+def test_split_concat_view_computes_the_same_function(installed_model):
+    net, cm = _phantom_network(installed_model)
+    view = export_view(net)
+    assert isinstance(view, SplitConcatUNet)
+    x = torch.randn(1, 1, *cm.patch_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref, out = net(x), view(x)
+    assert ref.shape == out.shape == (1, 2, *cm.patch_size)
+    assert float((ref - out).abs().max()) < 1e-4 * max(1.0, float(ref.abs().max()))
+    assert int(((ref > 0) != (out > 0)).sum()) == 0
+    # the weights are split, not retrained: both halves together are the original kernel
+    head = view.heads[-1]
+    conv = net.decoder.stages[-1].convs[0].conv
+    assert torch.equal(torch.cat([head.conv_a.weight, head.conv_b.weight], 1), conv.weight)
+
+
+def test_split_concat_view_of_a_residual_unet_and_others():
+    from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+    net = ResidualEncoderUNet(1, 4, [8, 16, 32, 64], torch.nn.Conv3d, 3, [1, 2, 2, 2], [1, 1, 1, 1], 2, [1, 1, 1],
+                              conv_bias=True, norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={"affine": True},
+                              nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"inplace": True}).eval()
+    view = export_view(net)
+    assert isinstance(view, SplitConcatUNet)
+    x = torch.randn(1, 1, 32, 32, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert float((net(x) - view(x)).abs().max()) < 1e-4
+    plain = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1))
+    assert export_view(plain) is plain
+    net.decoder.deep_supervision = True  # several outputs: not rewritten
+    assert export_view(net) is net
+
+
+def _python(code: str, **env) -> str:
+    import os
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO), timeout=300,
+                       env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+def test_nnunet_imports_without_torch_dynamo_and_real_dynamo_still_loads():
+    out = _python(
+        "import sys\n"
+        "from sct_task_sciseg.nnunet_import import import_nnunet\n"
+        "predictor, plans, conf = import_nnunet()\n"
+        "print('dynamo loaded', 'torch._dynamo' in sys.modules)\n"
+        "import nnunetv2.inference.predict_from_raw_data as m\n"
+        "import torch._dynamo\n"
+        "print('real', hasattr(torch._dynamo, 'optimize'), m.OptimizedModule is torch._dynamo.OptimizedModule)\n"
+        "print(predictor.__name__, plans.__name__, conf.__name__)\n", nnUNet_compile="")
+    assert out.splitlines() == ["dynamo loaded False", "real True False",
+                                "nnUNetPredictor PlansManager ConfigurationManager"]
+    # asked to compile: nnU-Net gets the real torch._dynamo
+    out = _python("import sys\nfrom sct_task_sciseg.nnunet_import import import_nnunet\nimport_nnunet()\n"
+                  "import torch._dynamo, nnunetv2.inference.predict_from_raw_data as m\n"
+                  "print(m.OptimizedModule is torch._dynamo.OptimizedModule)\n", nnUNet_compile="1")
+    assert out == "True"
+
+
+def test_threaded_resampling_is_identical_to_nnunets(installed_model):
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+    rng = np.random.default_rng(3)
+    probs = rng.random((2, 40, 60, 12), dtype=np.float32)
+    args = ((30, 45, 36), [0.5, 0.5, 2.5], [0.66, 0.66, 0.8])
+    kw = {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}
+    serial = resample_data_or_seg_to_shape(probs, *args, **kw)
+    threaded = _per_channel_threads(lambda d, *a: resample_data_or_seg_to_shape(d, *a, **kw), 2)(probs, *args)
+    assert threaded.shape == serial.shape == (2, 30, 45, 36)
+    assert np.array_equal(threaded, serial)
+    _, cm = _phantom_network(installed_model)
+    plain = cm.resampling_fn_probabilities(torch.from_numpy(probs), *args)
+    wrapped = _threaded_resampling(cm, 2)
+    assert type(wrapped).__name__ == "ConfigurationManager"
+    assert np.array_equal(np.asarray(wrapped.resampling_fn_probabilities(torch.from_numpy(probs), *args)),
+                          np.asarray(plain))
+    assert _threaded_resampling(cm, 1) is cm
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_channel_is_passed_through(threads):
+    calls = []
+    fn = _per_channel_threads(lambda d, *a: calls.append(d.shape) or d * 2, threads)
+    out = fn(np.ones((1, 3, 3, 3), np.float32))
+    assert calls == [(1, 3, 3, 3)] and float(out.sum()) == 54.0
