@@ -406,8 +406,14 @@ def main(argv=None) -> int:
     ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-minute load below this first")
     ap.add_argument("--max-wait", type=float, default=900)
     ap.add_argument("--resume", action="store_true", help="keep runs already in results.json (other sections)")
+    ap.add_argument("--keep-tiles", action="store_true",
+                    help="with --skip tiles: keep the tile table of the earlier results.json, measure all else anew")
     a = ap.parse_args(argv)
     b = Bench(a)
+    if a.keep_tiles and (Path(a.out) / "results.json").is_file():
+        old = json.loads((Path(a.out) / "results.json").read_text())
+        b.results["tiles"] = old.get("tiles", [])
+        b.results["tiles_from"] = old.get("tiles_from") or old.get("machine", {}).get("date")
     if a.resume and (Path(a.out) / "results.json").is_file():
         old = json.loads((Path(a.out) / "results.json").read_text())
         for key in ("runs", "tiles", "dice", "notes"):
@@ -422,7 +428,7 @@ def main(argv=None) -> int:
     if not a.resume:
         b.results["runs"], b.results["dice"] = [], []
     if "tiles" not in keep:
-        b.results["tiles"] = []
+        b.results["tiles"], b.results["tiles_from"] = [], None
         b.tile_speeds()
     plan = [("warm", None), ("sagittal", {}), ("t2_fake_lesion", {}), ("batch", None), ("dice", None),
             ("sagittal-levers", {"levers": True}), ("axial", {"stock": False, "exact": False})]

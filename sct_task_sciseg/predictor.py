@@ -34,6 +34,7 @@ import json
 import os
 import pydoc
 import sys
+import threading
 import time
 import warnings
 from copy import deepcopy
@@ -310,6 +311,7 @@ def _engine_class():
             self._loaded = None  # the state dict currently in self.network
             self._exported = None  # OpenVINO model / ONNX path for the current weights
             self._compiled: Dict[Tuple[int, ...], object] = {}
+            self._compile_lock = threading.Lock()
             self.forward_seconds = 0.0
             self.forward_calls = 0
             self.compile_seconds = 0.0
@@ -353,15 +355,33 @@ def _engine_class():
             return y.float()
 
         def _exported_forward(self, x):
-            shape = tuple(x.shape)
-            run = self._compiled.get(shape)
-            if run is None:
-                t0 = time.perf_counter()
-                run = self._compile(shape)
-                self._compiled = {shape: run, **dict(list(self._compiled.items())[:1])}  # keep ≤ 2 shapes
-                self.compile_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            run = self._compiled_for(tuple(x.shape))
+            self.compile_seconds += time.perf_counter() - t0  # compiling, or waiting for prepare() to finish
             out = run(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
             return torch.from_numpy(np.asarray(out)).to(x.device)
+
+        def _compiled_for(self, shape: Tuple[int, ...]):
+            with self._compile_lock:  # prepare() may be compiling this shape in another thread
+                run = self._compiled.get(shape)
+                if run is None:
+                    run = self._compile(shape)
+                    self._compiled = {shape: run, **dict(list(self._compiled.items())[:1])}  # keep ≤ 2 shapes
+                return run
+
+        def prepare(self, shape: Sequence[int]):
+            """Compile the exported network for tiles of ``shape`` in a background thread (it then overlaps
+            nnU-Net's single-threaded preprocessing); returns the thread, or None when there is nothing to do."""
+            if self.resolved.backend != "openvino" or self._loaded is None or tuple(shape) in self._compiled:
+                return None
+            def work():
+                try:
+                    self._compiled_for(tuple(int(v) for v in shape))
+                except Exception:  # noqa: BLE001 - the forward pass compiles again and reports the error
+                    pass
+            thread = threading.Thread(target=work, name="sciseg-compile", daemon=True)
+            thread.start()
+            return thread
 
         def _compile(self, shape):
             if self.resolved.backend == "openvino":
@@ -454,7 +474,8 @@ def _engine_class():
             for SCIseg's tile) so that it does not add to nnU-Net's resampling afterwards. Recompiling from the
             cached IR costs about a second; batches keep the compiled network (``keep_compiled``)."""
             if not self.keep_compiled and self.resolved.backend == "openvino":
-                self._compiled = {}
+                with self._compile_lock:
+                    self._compiled = {}
 
         def _compile_onnxruntime(self, shape):
             import onnxruntime as ort
@@ -542,7 +563,25 @@ def _predictor_class():
         sciseg_stats: dict = {}
         _sciseg_mask = None
 
+        def predict_single_npy_array(self, *args, **kwargs):
+            engine = self.network if hasattr(self.network, "prepare") else None
+            warm = None
+            if engine is not None and self.sciseg_tiles == "patch":
+                n_in = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {"0": ""})))
+                warm = engine.prepare((1, n_in, *self.configuration_manager.patch_size))
+            self._sciseg_warm = warm
+            try:
+                return super().predict_single_npy_array(*args, **kwargs)
+            finally:
+                self._join_warm()
+
+        def _join_warm(self):
+            warm, self._sciseg_warm = getattr(self, "_sciseg_warm", None), None
+            if warm is not None:  # before nnU-Net touches the weights (compiling may drop PyTorch's copy)
+                warm.join()
+
         def predict_logits_from_preprocessed_data(self, data, *args, **kwargs):
+            self._join_warm()
             if args or kwargs:  # e.g. nnunetv2-neuropoly's return_logits_per_fold (SCT 7.x): plain path
                 self.sciseg_stats = {"tiles": 0, "tiles_skipped": 0, "tile_size": None,
                                      "roi_shape": list(data.shape[1:]), "model_shape": list(data.shape[1:])}
