@@ -690,6 +690,12 @@ def _per_channel_threads(fn, threads: int):
     return run
 
 
+def _restore_as(cls: type, state: dict):
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
 def _threaded_resampling(configuration_manager, threads: int):
     """``configuration_manager`` whose ``resampling_fn_probabilities`` runs :func:`_per_channel_threads`."""
     base = type(configuration_manager)
@@ -700,6 +706,9 @@ def _threaded_resampling(configuration_manager, threads: int):
         @property
         def resampling_fn_probabilities(self):
             return _per_channel_threads(super().resampling_fn_probabilities, threads)
+
+        def __reduce__(self):  # nnU-Net's worker processes get a plain one, same state
+            return _restore_as, (base, dict(self.__dict__))
 
     ThreadedResampling.__name__ = ThreadedResampling.__qualname__ = base.__name__
     configuration_manager.__class__ = ThreadedResampling

@@ -109,3 +109,14 @@ def test_one_channel_is_passed_through(threads):
     fn = _per_channel_threads(lambda d, *a: calls.append(d.shape) or d * 2, threads)
     out = fn(np.ones((1, 3, 3, 3), np.float32))
     assert calls == [(1, 3, 3, 3)] and float(out.sum()) == 54.0
+
+
+def test_threaded_configuration_manager_pickles_as_nnunets(installed_model):
+    """nnU-Net's file pipeline sends the configuration to worker processes: it must pickle."""
+    import pickle
+    _, cm = _phantom_network(installed_model)
+    base = type(cm)
+    wrapped = _threaded_resampling(cm, 2)
+    back = pickle.loads(pickle.dumps(wrapped))
+    assert type(back) is base and back.configuration == wrapped.configuration
+    assert type(wrapped) is not base  # the original keeps its threads
