@@ -19,6 +19,10 @@ Speed levers (each measured by ``benchmarks/run_benchmark.py``; see benchmarks/R
 - ``tiles``: ``patch`` (nnU-Net's tiles) or ``large`` (the -fast mode: tiles fitted to the image, up to 3× the
   training patch, so fewer and less padded forward passes).
 
+Around them, at no cost to the masks: exported networks compute the decoder's concatenations as two
+convolutions (``export_view``), nnU-Net is imported without ``torch._dynamo`` (``nnunet_import``), the region
+probabilities are resampled back one channel per thread, and OpenVINO compiles while nnU-Net preprocesses.
+
 The hooks are nnU-Net's own per-call methods (``predict_logits_from_preprocessed_data``,
 ``_internal_predict_sliding_window_return_logits``), present with the same signatures in 2.3.1 … 2.8.x; if a
 version lacks them the subclass simply inherits nnU-Net's behaviour.
@@ -470,7 +474,7 @@ def _engine_class():
             self.weights_dropped = True
 
         def release(self):
-            """Free an exported engine's working memory (OpenVINO keeps it with the compiled network, ≈ 1.5 GB
+            """Free an exported engine's working memory (OpenVINO keeps it with the compiled network, ≈ 1 GB
             for SCIseg's tile) so that it does not add to nnU-Net's resampling afterwards. Recompiling from the
             cached IR costs about a second; batches keep the compiled network (``keep_compiled``)."""
             if not self.keep_compiled and self.resolved.backend == "openvino":
