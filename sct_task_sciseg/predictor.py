@@ -373,19 +373,15 @@ def _engine_class():
                     self._compiled = {shape: run, **dict(list(self._compiled.items())[:1])}  # keep ≤ 2 shapes
                 return run
 
-        def prepare(self, shape: Sequence[int]):
-            """Compile the exported network for tiles of ``shape`` in a background thread (it then overlaps
-            nnU-Net's single-threaded preprocessing); returns the thread, or None when there is nothing to do."""
+        def prepare(self, shape: Sequence[int]) -> None:
+            """Compile the exported network for tiles of ``shape`` now (the predictor calls this in a background
+            thread, overlapping nnU-Net's single-threaded preprocessing)."""
             if self.resolved.backend != "openvino" or self._loaded is None or tuple(shape) in self._compiled:
-                return None
-            def work():
-                try:
-                    self._compiled_for(tuple(int(v) for v in shape))
-                except Exception:  # noqa: BLE001 - the forward pass compiles again and reports the error
-                    pass
-            thread = threading.Thread(target=work, name="sciseg-compile", daemon=True)
-            thread.start()
-            return thread
+                return
+            try:
+                self._compiled_for(tuple(int(v) for v in shape))
+            except Exception:  # noqa: BLE001 - the forward pass compiles again and reports the error
+                pass
 
         def _compile(self, shape):
             if self.resolved.backend == "openvino":
@@ -568,16 +564,29 @@ def _predictor_class():
         _sciseg_mask = None
 
         def predict_single_npy_array(self, *args, **kwargs):
-            engine = self.network if hasattr(self.network, "prepare") else None
             warm = None
-            if engine is not None and self.sciseg_tiles == "patch":
-                n_in = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {"0": ""})))
-                warm = engine.prepare((1, n_in, *self.configuration_manager.patch_size))
+            if self.sciseg_tiles == "patch":  # tiles of the training patch: known before preprocessing
+                warm = threading.Thread(target=self._warm_up, name="sciseg-warm-up", daemon=True)
+                warm.start()
             self._sciseg_warm = warm
             try:
                 return super().predict_single_npy_array(*args, **kwargs)
             finally:
                 self._join_warm()
+
+        def _warm_up(self):
+            """What does not depend on the image, done while nnU-Net preprocesses it: compile the exported
+            network for the tile shape, and fill nnU-Net's cache of the Gaussian tile weights (same call)."""
+            patch = tuple(int(v) for v in self.configuration_manager.patch_size)
+            if hasattr(self.network, "prepare"):
+                n_in = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {"0": ""})))
+                self.network.prepare((1, n_in, *patch))
+            if self.use_gaussian and self.device.type == "cpu":
+                try:
+                    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+                    compute_gaussian(patch, sigma_scale=1. / 8, value_scaling_factor=10, device=torch.device("cpu"))
+                except Exception:  # noqa: BLE001 - nnU-Net computes it itself then
+                    pass
 
         def _join_warm(self):
             warm, self._sciseg_warm = getattr(self, "_sciseg_warm", None), None
