@@ -162,16 +162,21 @@ def render(res: dict) -> str:
         single = _run(runs, "t2_fake_lesion", "sct")  # the same scan, timed in the end-to-end section
         if single:
             sct_calls = sct_calls + [single]
-        # conservative: the fastest SCT call measured (load varies between rows)
-        sct_mean = min(r["wall_s"] for r in sct_calls) if sct_calls else None
+        # SCT's calls on the same scan spread widely (page cache, start-up): the mean is the estimate of 20
+        # separate calls; the fastest call is shown too, as the bound most favourable to SCT
+        sct_mean = sum(r["wall_s"] for r in sct_calls) / len(sct_calls) if sct_calls else None
+        sct_fastest = min(r["wall_s"] for r in sct_calls) if sct_calls else None
         sci_mean = sum(r["wall_s"] for r in sci_calls) / len(sci_calls) if sci_calls else None
         out.append(f"| run | wall s | scans/min | peak RSS GB | throughput × {n} SCT calls |")
         out.append("|---|---:|---:|---:|---:|")
         sct_total = sct_mean * n if sct_mean else None
         if sct_mean:
-            out.append(f"| {n} separate `sct_deepseg` calls (fastest of {len(sct_calls)} timed: {sct_mean:.1f} s, × {n}) "
+            spread = ", ".join(f"{r['wall_s']:.1f}" for r in sct_calls)
+            out.append(f"| {n} separate `sct_deepseg` calls (mean of {len(sct_calls)} timed: {spread} s; × {n}) "
                        f"| {sct_total:.1f} | {60 * n / sct_total:.1f} | "
                        f"{max(r['peak_rss_gb'] for r in sct_calls):.2f} | 1.00× |")
+            out.append(f"| the same at SCT's fastest call ({sct_fastest:.1f} s × {n}) | {sct_fastest * n:.1f} | "
+                       f"{60 / sct_fastest:.1f} | | {_ratio(sct_total, sct_fastest * n)} |")
         else:
             out.append(f"| {n} separate `sct_deepseg` calls | not run | | | |")
         if sci_mean:
@@ -228,7 +233,10 @@ def render(res: dict) -> str:
         target("default end-to-end ≤ 1.15 × network time of its tiles (sagittal)", f"{r:.2f}×", r <= 1.15)
     if b_inp and batch and sct_mean:
         r = sct_mean * n / batch["wall_s"]
-        target(f"batch of {n}: ≥ 3 × throughput of {n} SCT calls", f"{r:.2f}×", r >= 3)
+        rf = sct_fastest * n / batch["wall_s"]
+        out.append(f"| batch of {n}: ≥ 3 × throughput of {n} SCT calls | {r:.2f}× against the mean SCT call, "
+                   f"{rf:.2f}× against the fastest | {'yes' if r >= 3 else 'no'} (mean), "
+                   f"{'yes' if rf >= 3 else 'no'} (fastest) |")
     if sag_f and base:
         r = sag_f["wall_s"] / base["wall_s"]
         target(f"-fast wall ≤ 0.2 × {base_name} (sagittal)", f"{r:.2f}×", r <= 0.2)
