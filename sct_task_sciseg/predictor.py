@@ -188,6 +188,11 @@ def resolve(settings: PredictorSettings) -> Resolved:
     return Resolved(device.type, precision, backend, settings.crop, settings.tiles, threads, notes, channels_last)
 
 
+def input_channels(dataset_json: dict) -> int:
+    """Number of input images per case ("channel_names", or "modality" in older dataset.json files)."""
+    return len(dataset_json.get("channel_names", dataset_json.get("modality", {"0": ""})))
+
+
 def _architecture(configuration: dict) -> Tuple[str, dict, Sequence[str]]:
     """(class path, kwargs, kwargs needing import) from a plans configuration, old or new format."""
     if "architecture" in configuration:
@@ -579,8 +584,7 @@ def _predictor_class():
             network for the tile shape, and fill nnU-Net's cache of the Gaussian tile weights (same call)."""
             patch = tuple(int(v) for v in self.configuration_manager.patch_size)
             if hasattr(self.network, "prepare"):
-                n_in = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {"0": ""})))
-                self.network.prepare((1, n_in, *patch))
+                self.network.prepare((1, input_channels(self.dataset_json), *patch))
             if self.use_gaussian and self.device.type == "cpu":
                 try:
                     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
@@ -788,7 +792,7 @@ def load_predictor(model_folder: Path, settings: PredictorSettings):
         configuration_manager = plans_manager.get_configuration(configuration_name)
     configuration_manager = _threaded_resampling(configuration_manager, resolved.threads)
     label_manager = plans_manager.get_label_manager(dataset_json)
-    n_inputs = len(dataset_json.get("channel_names", dataset_json.get("modality", {"0": ""})))
+    n_inputs = input_channels(dataset_json)
     network = build_network(configuration_manager.configuration, n_inputs, label_manager.num_segmentation_heads)
     try:
         network.load_state_dict(parameters[0])
