@@ -410,12 +410,12 @@ def main(argv=None) -> int:
                     help="with --skip tiles: keep the tile table of the earlier results.json, measure all else anew")
     a = ap.parse_args(argv)
     b = Bench(a)
-    if a.keep_tiles and (Path(a.out) / "results.json").is_file():
-        old = json.loads((Path(a.out) / "results.json").read_text())
+    earlier = Path(a.out) / "results.json"
+    old = json.loads(earlier.read_text()) if (a.keep_tiles or a.resume) and earlier.is_file() else None
+    if a.keep_tiles and old is not None:
         b.results["tiles"] = old.get("tiles", [])
         b.results["tiles_from"] = old.get("tiles_from") or old.get("machine", {}).get("date")
-    if a.resume and (Path(a.out) / "results.json").is_file():
-        old = json.loads((Path(a.out) / "results.json").read_text())
+    if a.resume and old is not None:
         for key in ("runs", "tiles", "dice", "notes"):
             b.results[key] = old.get(key, [])
         b.results["runs"] = [r for r in b.results["runs"] if "wall_s" in r and not r.get("rc")]

@@ -30,7 +30,6 @@ def _dynamo_stand_in():
         """Stand-in: never instantiated (nothing here is compiled with torch.compile)."""
 
     module.OptimizedModule = OptimizedModule
-    module.__sciseg_stand_in__ = True
     return module
 
 
