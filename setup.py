@@ -17,10 +17,10 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["sct_task_sciseg", "sct_task_sciseg.*"]),
-    package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "data/*.pth"]},
+    package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "qc/assets/*"]},
     install_requires=[
         # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
-        "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2",
+        "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2,<=2.8.1",  # upper bound: the newest tested
         "acvl_utils!=0.2.1",  # 0.2.1 breaks nnU-Net inference
         "torch",
         "nibabel>=3.2",
@@ -44,7 +44,7 @@ setup(
             "sct_deepseg_sciseg=sct_task_sciseg.sct:deepseg_main",
         ],
         "sct_task_sciseg.tasks": [
-            "seg_sc_lesion_t2w_sci=sct_task_sciseg.task:SCISEG",
+            "seg_sc_lesion_t2w_sci=sct_task_sciseg.tasks:SCISEG",
         ],
     },
     classifiers=[

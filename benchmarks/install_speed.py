@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from release_server import ReleaseServer  # noqa: E402
 
-from sct_task_sciseg.task import SCISEG  # noqa: E402
+from sct_task_sciseg.tasks import SCISEG  # noqa: E402
 
 
 def make_release(path: Path, size_mb: int) -> None:

@@ -5,7 +5,7 @@
   [0.6875, 0.5078, 0.6875], old plans format as nnunetv2 2.3.1 reads it), SCIseg's dataset.json, and
   ``fold_1/checkpoint_final.pth`` holding 30.8 M random weights plus an SGD momentum buffer of the same size,
   like a real nnU-Net checkpoint (≈ 0.25 GB). Speed does not depend on weight values.
-- ``make_neck(path, kind)``: a synthetic cervical T2w volume (``sct_task_sciseg.phantom`` anatomy: cord, CSF,
+- ``make_neck(path, kind)``: a synthetic cervical T2w volume (``sct_task_sciseg.demo.phantom`` anatomy: cord, CSF,
   vertebrae, discs, muscle, fat, lesion) inside a neck-shaped body surrounded by air (Rician noise only), on
   the sagittal 20×384×384 @ 2.5×0.5×0.5 mm grid or the axial 320×320×40 @ 0.5×0.5×3 mm grid. Voxel axes run
   L→R, P→A, I→S (RAS), so nnU-Net's own file pipeline (SimpleITK) and sciseg/SCT tile them identically.
@@ -82,7 +82,7 @@ def sciseg_dataset_json() -> dict:
 def make_sciseg_v2_shaped(dest: Path, seed: int = 0) -> Path:
     """Write (once) the SCIsegV2-shaped model folder under ``dest``; returns the trainer folder."""
     import torch
-    from sct_task_sciseg.predictor import build_network
+    from sct_task_sciseg.inference.network import build_network
 
     folder = Path(dest) / TRAINER_FOLDER
     ckpt = folder / "fold_1" / "checkpoint_final.pth"
@@ -128,7 +128,7 @@ def _neck_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def make_neck(path: Path, kind: str, seed: int = 3) -> Path:
     """A realistic cervical T2w volume with a lesion, air around the neck; written once to ``path``."""
-    from sct_task_sciseg.phantom import phantom_params, render
+    from sct_task_sciseg.demo.phantom import phantom_params, render
 
     path = Path(path)
     if path.is_file():

@@ -152,7 +152,7 @@ class Bench:
     # -- set-up ------------------------------------------------------------------------------------------
     @staticmethod
     def machine() -> dict:
-        from sct_task_sciseg.predictor import cpu_flags, native_bf16
+        from sct_task_sciseg.inference.settings import cpu_flags, native_bf16
         model = ""
         try:
             model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
@@ -323,9 +323,9 @@ class Bench:
     def dice(self) -> None:
         """Every mode's masks against the fp32 reference, on a trained model, in this process."""
         import numpy as np
-        from sct_task_sciseg.phantom import dice as dice_fn
+        from sct_task_sciseg.demo.phantom import dice as dice_fn
         from sct_task_sciseg.pipeline import Segmenter
-        from sct_task_sciseg.task import SCISEG
+        from sct_task_sciseg.tasks import SCISEG
         from sct_task_sciseg.weights import install
 
         from scipy import ndimage

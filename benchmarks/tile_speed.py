@@ -21,12 +21,15 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args()
     import torch
-    from sct_task_sciseg.predictor import PredictorSettings, load_predictor
+    from sct_task_sciseg.inference.loader import load_predictor
+    from sct_task_sciseg.inference.settings import PredictorSettings
+    from sct_task_sciseg.inference.tuning import configure_process
     backend = {"onnxruntime": "onnxruntime", "openvino": "openvino"}.get(a.engine, "torch")
     precision = {"torch-bf16": "bf16", "torch-fp16": "fp16"}.get(a.engine, "fp32")
     settings = PredictorSettings(backend=backend, precision=precision, crop="none", threads=a.threads)
-    predictor, _ = load_predictor(Path(a.model), settings)
-    engine = predictor.network
+    configure_process(a.threads)
+    loaded = load_predictor(Path(a.model), settings)
+    predictor, engine = loaded.predictor, loaded.engine
     shape = a.shape or predictor.configuration_manager.patch_size
     x = torch.randn(1, 1, *shape)
     run = engine

@@ -9,7 +9,7 @@ The result is an nnU-Net v2 trained-model folder shaped like SCIseg's release::
         fold_1/checkpoint_final.pth
 
 The network is the PlainConvUNet nnU-Net builds from these plans (4 stages, 8 -> 64 features), trained by a
-short PyTorch loop (not nnU-Net's trainer) on synthetic phantoms (``sct_task_sciseg.phantom``) in many
+short PyTorch loop (not nnU-Net's trainer) on synthetic phantoms (``sct_task_sciseg.demo.phantom``) in many
 orientations and resolutions, plus the real T2w volumes of sct_testing_data (read in place). Every training
 volume goes through nnU-Net's own ``DefaultPreprocessor.run_case_npy`` after being reoriented the way SCT feeds
 SCIseg (SCT "RPI" = nibabel axis codes ('L', 'A', 'S'), transposed (x, y, z) -> (z, y, x)), so the network sees
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sct_task_sciseg.phantom import dice, make_phantom  # noqa: E402
+from sct_task_sciseg.demo.phantom import dice, make_phantom  # noqa: E402
 
 TRAINER = "nnUNetTrainerDA5"
 CONFIGURATION = "3d_fullres"

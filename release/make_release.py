@@ -32,7 +32,7 @@ import sys
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
-from sct_task_sciseg.download import sha256_file  # noqa: E402
+from sct_task_sciseg.io.hashing import sha256_file  # noqa: E402
 
 DEFAULT_REPO = "ivadomed/model_seg_sci"
 MODEL_FOLDER_GLOB = "nnUNetTrainer*__*__*"

@@ -6,17 +6,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Segmenter", "segment", "get_task", "install"]
+__all__ = ["__version__", "Segmenter", "SegmenterConfig", "PostProcessing", "segment", "get_task", "install",
+           "configure_process"]
 
 
 def __getattr__(name: str) -> Any:  # lazy public API (PEP 562)
-    if name in ("Segmenter", "segment"):
+    if name in ("Segmenter", "SegmenterConfig", "PostProcessing", "segment"):
         from . import pipeline
         return getattr(pipeline, name)
     if name == "get_task":
-        from .task import get_task
+        from .tasks import get_task
         return get_task
     if name == "install":
         from .weights import install
         return install
+    if name == "configure_process":
+        from .inference.tuning import configure_process
+        return configure_process
     raise AttributeError(name)

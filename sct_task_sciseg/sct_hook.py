@@ -19,7 +19,8 @@ ENV_REPLACE = "SCISEG_SCT_REPLACE_BUILTIN"
 _FALSE = ("0", "false", "no", "off")
 
 
-def _flag(name, default=False):
+def flag(name, default=False):
+    """An on/off environment variable: unset or empty → ``default``; 0/false/no/off → False; else True."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -87,7 +88,7 @@ class SctTaskFinder:
     def _on_import(self, module):
         try:
             from sct_task_sciseg import sct
-            sct.register(module, replace_builtin=self.replace_builtin or _flag(ENV_REPLACE))
+            sct.register(module, replace_builtin=self.replace_builtin or flag(ENV_REPLACE))
         except Exception as exc:
             _warn(f"could not register its tasks with SCT ({type(exc).__name__}: {exc})")
 
@@ -100,7 +101,7 @@ def installed_finder():
 def install(replace_builtin=False):
     """Put the finder in ``sys.meta_path`` (once); called by the ``.pth`` line. Never raises."""
     try:
-        if not _flag(ENV_DISABLE, default=True):
+        if not flag(ENV_DISABLE, default=True):
             return None
         finder = installed_finder()
         if finder is None:

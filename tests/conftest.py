@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sct_task_sciseg.task import SCISEG
+from sct_task_sciseg.tasks import SCISEG
 
 sys.path.insert(0, str(Path(__file__).parent))
 from release_server import ReleaseServer  # noqa: E402

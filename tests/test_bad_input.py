@@ -17,7 +17,7 @@ import pytest
 
 from conftest import T2_FAKE_LESION, needs_data, run_cli
 from sct_task_sciseg.errors import InputError
-from sct_task_sciseg.nifti import load_image
+from sct_task_sciseg.io.nifti import load_image
 
 pytestmark = needs_data
 
@@ -132,7 +132,7 @@ def test_odd_but_valid_inputs_work(segmenter, tmp_path):
     f = data.astype(np.float64)
     u8 = np.round(255 * (f - f.min()) / (f.max() - f.min())).astype(np.uint8)
     out = segmenter.segment(_save(tmp_path / "u8.nii.gz", u8, aff, np.uint8))
-    from sct_task_sciseg.phantom import dice
+    from sct_task_sciseg.demo.phantom import dice
     assert dice(np.asanyarray(out.masks["sc"].dataobj), ref_sc) > 0.9
     # oblique affine: works and the masks carry the oblique geometry
     theta = np.deg2rad(20)

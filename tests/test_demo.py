@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from sct_task_sciseg.phantom import dice
+from sct_task_sciseg.demo.phantom import dice
 
 
 @pytest.mark.parametrize("seed", [7, 2024])

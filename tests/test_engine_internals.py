@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from conftest import REPO
-from sct_task_sciseg.export_view import SplitConcatUNet, export_view
-from sct_task_sciseg.predictor import _per_channel_threads, _threaded_resampling, build_network
+from sct_task_sciseg.inference.export_view import SplitConcatUNet, export_view
+from sct_task_sciseg.inference.network import build_network
+from sct_task_sciseg.inference.nnunet_compat import _per_channel_threads
+from sct_task_sciseg.inference.nnunet_compat import threaded_resampling as _threaded_resampling
 
 
 def _phantom_network(installed_model):
@@ -68,8 +70,8 @@ def _python(code: str, **env) -> str:
 def test_nnunet_imports_without_torch_dynamo_and_real_dynamo_still_loads():
     out = _python(
         "import sys\n"
-        "from sct_task_sciseg.nnunet_import import import_nnunet\n"
-        "predictor, plans, conf = import_nnunet()\n"
+        "from sct_task_sciseg.inference.nnunet_compat import import_nnunet\n"
+        "nn = import_nnunet(); predictor, plans, conf = nn.predictor, nn.plans_manager, nn.configuration_manager\n"
         "print('dynamo loaded', 'torch._dynamo' in sys.modules)\n"
         "import nnunetv2.inference.predict_from_raw_data as m\n"
         "import torch._dynamo\n"
@@ -78,7 +80,7 @@ def test_nnunet_imports_without_torch_dynamo_and_real_dynamo_still_loads():
     assert out.splitlines() == ["dynamo loaded False", "real True False",
                                 "nnUNetPredictor PlansManager ConfigurationManager"]
     # asked to compile: nnU-Net gets the real torch._dynamo
-    out = _python("import sys\nfrom sct_task_sciseg.nnunet_import import import_nnunet\nimport_nnunet()\n"
+    out = _python("import sys\nfrom sct_task_sciseg.inference.nnunet_compat import import_nnunet\nimport_nnunet()\n"
                   "import torch._dynamo, nnunetv2.inference.predict_from_raw_data as m\n"
                   "print(m.OptimizedModule is torch._dynamo.OptimizedModule)\n", nnUNet_compile="1")
     assert out == "True"

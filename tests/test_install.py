@@ -17,7 +17,7 @@ import pytest
 from conftest import V1, V2, run_cli
 from release_server import ReleaseServer
 from sct_task_sciseg.errors import InstallError, ModelError
-from sct_task_sciseg.task import SCISEG
+from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.weights import MARKER, ensure_installed, find_installed, install
 
 V2_PATH = f"/{V2.tag}/{V2.asset}"

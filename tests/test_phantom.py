@@ -3,7 +3,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sct_task_sciseg.phantom import ALL_AXCODES, dice, make_phantom
+from sct_task_sciseg.demo.phantom import ALL_AXCODES, dice, make_phantom
 
 GRIDS = [
     ((0.8, 0.8, 0.8), ("P", "S", "R")),

@@ -12,9 +12,9 @@ import pytest
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from conftest import DATA, T2_FAKE_LESION, needs_data, run_cli
-from sct_task_sciseg.orientation import Reorientation, sct_to_nib_axcodes
-from sct_task_sciseg.phantom import dice
-from sct_task_sciseg.postprocess import PostProcessing, apply
+from sct_task_sciseg.io.orientation import Reorientation, sct_to_nib_axcodes
+from sct_task_sciseg.demo.phantom import dice
+from sct_task_sciseg.pipeline.postprocess import PostProcessing, apply
 
 pytestmark = needs_data
 
@@ -132,7 +132,7 @@ def test_spacing_order_matches_nnunet_file_based_prediction(segmenter, tmp_path)
     assert int((ours > 0).sum()) > 50
     assert np.array_equal(ours, theirs)
     # the bug this guards against: spacing in (x, y, z) order with a (z, y, x) array
-    from sct_task_sciseg.predictor import predict_labels
+    from sct_task_sciseg.inference.loader import predict_labels
     data = np.asanyarray(nib.load(str(src)).dataobj).astype(np.float32)
     wrong = predict_labels(predictor, data.transpose(2, 1, 0), nib.load(str(src)).header.get_zooms()[:3])
     assert not np.array_equal(np.asarray(wrong).transpose(2, 1, 0), ours)

@@ -14,7 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sct_task_sciseg import qc, qc_report
+from sct_task_sciseg import qc
+from sct_task_sciseg.qc import report as qc_report
 
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
 T2 = DATA / "t2"

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from sct_task_sciseg import sct, sct_hook
+from sct_task_sciseg.weights import locations as sct_locations
 from sct_task_sciseg.errors import InstallError, SciSegError
-from sct_task_sciseg.task import SCISEG
+from sct_task_sciseg.tasks import SCISEG
 
 sys.path.insert(0, str(Path(__file__).parent))
 from release_server import ReleaseServer  # noqa: E402
@@ -517,7 +518,7 @@ def test_install_and_uninstall_hook_are_idempotent_and_report(tmp_path):
 
 
 def test_hook_requires_sct_by_default(tmp_path, monkeypatch):
-    monkeypatch.setattr(sct, "sct_root", lambda: None)
+    monkeypatch.setattr(sct_locations, "sct_root", lambda: None)
     with pytest.raises(sct.SctNotFoundError, match="Python of SCT's environment"):
         sct.install_hook(site_dir=tmp_path)
     assert not (tmp_path / sct.PTH_NAME).exists()

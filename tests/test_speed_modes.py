@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import T2_FAKE_LESION, needs_data, run_cli
-from sct_task_sciseg.phantom import dice
-from sct_task_sciseg.predictor import (PredictorSettings, body_mask, bounding_box, large_tile, network_strides,
-                                       resolve)
+from sct_task_sciseg.demo.phantom import dice
+from sct_task_sciseg.inference.network import network_strides
+from sct_task_sciseg.inference.roi import body_mask, bounding_box, large_tile
+from sct_task_sciseg.inference.settings import PredictorSettings, resolve
 
 pytestmark = needs_data
 
@@ -34,7 +35,7 @@ def _segmenter(installed_model, **kw):
 
 
 def _model_space(img: nib.Nifti1Image, seg):
-    from sct_task_sciseg.orientation import Reorientation
+    from sct_task_sciseg.io.orientation import Reorientation
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     reo = Reorientation(img.affine, data.shape, seg.axcodes)
     arr = np.ascontiguousarray(reo.apply(data).transpose(2, 1, 0))
@@ -46,7 +47,7 @@ def _stock_predictor(model_folder: Path):
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from sct_task_sciseg.predictor import build_network
+    from sct_task_sciseg.inference.network import build_network
 
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
     pm = PlansManager(json.loads((model_folder / "plans.json").read_text()))
@@ -64,7 +65,7 @@ def _stock_predictor(model_folder: Path):
 # -- resolution of 'auto' -----------------------------------------------------------------------------------
 
 def test_auto_resolution(monkeypatch):
-    import sct_task_sciseg.predictor as pred
+    import sct_task_sciseg.inference.settings as pred
     exact = resolve(PredictorSettings(precision="fp32", device="cpu"))
     assert (exact.precision, exact.backend) == ("fp32", "torch")  # -precision fp32 = nnU-Net's own path
     monkeypatch.setattr(pred, "native_bf16", lambda: False)
@@ -82,7 +83,7 @@ def test_auto_resolution(monkeypatch):
 
 
 def test_native_bf16_reads_cpu_flags(monkeypatch):
-    import sct_task_sciseg.predictor as pred
+    import sct_task_sciseg.inference.settings as pred
     monkeypatch.setattr(pred, "cpu_flags", lambda: {"avx2", "avx512f"})
     assert not pred.native_bf16()
     monkeypatch.setattr(pred, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
@@ -124,7 +125,7 @@ def test_body_mask_and_box():
 
 def test_precision_fp32_is_voxel_identical_to_stock_nnunet(installed_model):
     """-precision fp32: the very same label map as a plain nnUNetPredictor on the same array."""
-    from sct_task_sciseg.predictor import predict_labels
+    from sct_task_sciseg.inference.loader import predict_labels
     seg = _segmenter(installed_model, precision="fp32")
     assert seg.resolved.backend == "torch" and seg.resolved.precision == "fp32"
     img = nib.load(str(T2_FAKE_LESION))

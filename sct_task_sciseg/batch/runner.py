@@ -1,0 +1,240 @@
+"""Batch segmentation: many inputs with the model loaded once.
+
+- Outputs go beside each input, or under an output folder mirroring the input tree (``-o derivatives/sciseg/``
+  gives ``derivatives/sciseg/sub-01/anat/sub-01_T2w_sc_seg.nii.gz``).
+- Reading/validating the next input and writing the previous outputs run in background threads while the
+  network predicts (one input ahead, so memory stays bounded).
+- Resume: an input whose outputs exist and whose JSON sidecars match the current model, software and parameters
+  (and the input's sha256) is skipped; ``overwrite=True`` recomputes everything.
+- Failures are isolated: a bad input is reported (one line) and the batch goes on.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..errors import SciSegError
+from ..io.atomic import check_writable
+from ..io.naming import is_output_folder, output_paths, sidecar_path
+from ..io.nifti import load_image
+from ..pipeline.provenance import sidecar
+from .inputs import Item, output_base_for
+from .progress import Progress
+
+
+@dataclass
+class Job:
+    item: Item
+    outputs: Dict[str, Path] = field(default_factory=dict)
+    status: str = "pending"  # done | skipped | failed
+    reason: str = ""
+    seconds: float = 0.0
+    counts: Dict[str, int] = field(default_factory=dict)
+    stats: Dict[str, object] = field(default_factory=dict)  # tiles, network seconds, phase timings
+
+    @property
+    def path(self) -> Path:
+        return self.item.path
+
+
+def _stderr_error(message: str) -> None:
+    print(f"sciseg: error: {message}", file=sys.stderr)
+
+
+def up_to_date(segmenter, job: Job) -> bool:
+    """True when every output and its sidecar exist and the sidecar says: same input, model and parameters."""
+    if not all(p.is_file() and sidecar_path(p).is_file() for p in job.outputs.values()):
+        return False
+    try:
+        expected = segmenter.provenance(job.path)
+    except OSError:
+        return False
+    for name, path in job.outputs.items():
+        try:
+            found = json.loads(sidecar_path(path).read_text())
+        except (OSError, ValueError):
+            return False
+        if found != json.loads(json.dumps(sidecar(expected, segmenter.task.output(name)))):
+            return False
+    return True
+
+
+def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool, progress: Progress,
+         verbose: int, error) -> List[Job]:
+    """Give every job its output paths; fail those whose folder is unusable, skip those up to date; returns
+    the jobs left to run."""
+    todo: List[Job] = []
+    for job in jobs:
+        try:
+            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs)
+            folder = next(iter(job.outputs.values())).parent
+            if is_output_folder(output):
+                folder.mkdir(parents=True, exist_ok=True)
+            check_writable(folder)
+        except SciSegError as exc:
+            _fail(job, str(exc), progress, error)
+            continue
+        except OSError as exc:
+            _fail(job, f"{job.path}: cannot create the output folder ({exc.strerror or exc})", progress, error)
+            continue
+        if not overwrite and up_to_date(segmenter, job):
+            job.status, job.reason = "skipped", "outputs up to date (same input, model and parameters)"
+            progress.step()
+            if verbose:
+                progress.say(f"{job.path}: skipped, {job.reason}")
+            continue
+        todo.append(job)
+    return todo
+
+
+def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *, overwrite: bool = False,
+              verbose: int = 1, on_result: Optional[Callable] = None,
+              error: Callable[[str], None] = _stderr_error) -> List[Job]:
+    """Segment ``items`` with one loaded model; returns one :class:`Job` per input with its status.
+
+    ``on_result(job, result)`` runs in the main thread after each prediction (QC pictures, ...).
+    """
+    jobs = [Job(it) for it in items]
+    progress = Progress(len(jobs), enabled=verbose > 0)
+    todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error)
+    if todo:
+        _Pipeline(segmenter, todo, progress, verbose, on_result, error).run()
+    progress.close()
+    return jobs
+
+
+def _fail(job: Job, reason: str, progress: Progress, error) -> None:
+    job.status, job.reason = "failed", reason
+    progress.step()
+    progress.error(error, reason)
+
+
+_END = object()
+
+
+class _Pipeline:
+    """Reader thread → prediction (main thread) → writer thread."""
+
+    def __init__(self, segmenter, todo: List[Job], progress: Progress, verbose: int, on_result, error):
+        self.segmenter, self.todo, self.progress = segmenter, todo, progress
+        self.verbose, self.on_result, self.error = verbose, on_result, error
+        self.loaded: "queue.Queue" = queue.Queue(maxsize=1)
+        self.written: "queue.Queue" = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
+        self.done_lock = threading.Lock()
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._reader, name="sciseg-reader", daemon=True),
+                   threading.Thread(target=self._writer, name="sciseg-writer", daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            self.segmenter.load()  # overlaps with reading the first input
+            if len(self.todo) > 1:
+                self.segmenter.engine.keep_compiled = True  # speed over memory: no recompiling per input
+            while True:
+                item = self.loaded.get()
+                if item is _END:
+                    break
+                self._predict(*item)
+        finally:
+            self.stop.set()
+            self.written.put(_END)
+            threads[1].join()  # let the current write finish: no partial outputs, even on Ctrl-C
+
+    def _reader(self) -> None:
+        for job in self.todo:
+            if self.stop.is_set():
+                break
+            try:
+                item = (job, load_image(job.path), None)
+            except SciSegError as exc:
+                item = (job, None, str(exc))
+            except Exception as exc:  # noqa: BLE001 - isolate any reading failure to its input
+                item = (job, None, f"{job.path}: cannot read ({type(exc).__name__}: {exc})")
+            while not self.stop.is_set():
+                try:
+                    self.loaded.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        self.loaded.put(_END)
+
+    def _predict(self, job: Job, image, problem: Optional[str]) -> None:
+        t0 = time.perf_counter()
+        if problem is not None:
+            job.status, job.reason = "failed", problem
+            self._finish(job, t0)
+            return
+        try:
+            result = self.segmenter.segment(image)
+            job.counts = {k: int(m.dataobj[...].sum()) for k, m in result.masks.items()}
+            job.stats = {**{k: round(float(v), 3) if isinstance(v, float) else v for k, v in result.stats.items()},
+                         **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
+            if self.on_result is not None:
+                self.on_result(job, result)
+        except SciSegError as exc:
+            job.status, job.reason = "failed", str(exc)
+            self._finish(job, t0)
+            return
+        except Exception as exc:  # noqa: BLE001 - one input's failure must not stop the batch
+            job.status, job.reason = "failed", f"{job.path}: segmentation failed ({type(exc).__name__}: {exc})"
+            self._finish(job, t0)
+            return
+        self.written.put((job, result, t0))
+
+    def _writer(self) -> None:
+        while True:
+            item = self.written.get()
+            if item is _END:
+                return
+            job, result, t0 = item
+            try:
+                self.segmenter.write(result, job.outputs, job.path)
+                job.status = "done"
+            except SciSegError as exc:
+                job.status, job.reason = "failed", str(exc)
+            except OSError as exc:
+                job.status, job.reason = "failed", f"{job.path}: cannot write outputs ({exc})"
+            self._finish(job, t0)
+
+    def _finish(self, job: Job, t0: float) -> None:
+        with self.done_lock:
+            job.seconds = time.perf_counter() - t0
+            self.progress.step()
+            if job.status == "failed":
+                self.progress.error(self.error, job.reason)
+            elif self.verbose:
+                self._report(job)
+
+    def _report(self, job: Job) -> None:
+        progress = self.progress
+        counts = ", ".join(f"{k} {v} voxels" for k, v in job.counts.items())
+        outs = ", ".join(str(p) for p in job.outputs.values())
+        tag = f"[{progress.n}/{progress.total}] " if progress.total > 1 else ""
+        progress.say(f"{tag}{job.path} → {outs} ({counts}; {job.seconds:.1f} s{progress.eta()})")
+        if self.verbose > 1 and job.stats:
+            progress.say("  stats: " + json.dumps(job.stats, sort_keys=True))
+
+
+def summary(jobs: Sequence[Job], seconds: float) -> str:
+    """A table of every input with its status, time and reason, then the totals line."""
+    done = [j for j in jobs if j.status == "done"]
+    skipped = [j for j in jobs if j.status == "skipped"]
+    failed = [j for j in jobs if j.status == "failed"]
+    rows = [("status", "input", "seconds", "detail")]
+    for j in jobs:
+        detail = ", ".join(f"{k} {v}" for k, v in j.counts.items()) if j.status == "done" else j.reason
+        rows.append((j.status, str(j.path), f"{j.seconds:.1f}" if j.status == "done" else "", detail))
+    widths = [min(max(len(r[i]) for r in rows), 70) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    per = f", {sum(j.seconds for j in done) / len(done):.1f} s per segmented input" if done else ""
+    lines.append(f"{len(jobs)} inputs in {seconds:.1f} s{per}")
+    lines.append(f"done: {len(done)} segmented, {len(failed)} failed, {len(skipped)} skipped")
+    return "\n".join(lines)

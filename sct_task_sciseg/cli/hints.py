@@ -1,0 +1,26 @@
+"""Core errors' hints, worded for the command line."""
+from __future__ import annotations
+
+from ..errors import Hint, SciSegError
+
+
+def cli_hint(hint: Hint) -> str:
+    p = hint.params
+    spec = f"{p.get('task')}@{p.get('tag')}"
+    if hint.action == "reinstall":
+        return f"reinstall with `sciseg -install-task {spec} -force`"
+    if hint.action == "offline-install":
+        return (f"check the network or set SCISEG_RELEASE_URL to a mirror, or install from a local copy: "
+                f"`sciseg -install-task {spec} -custom-url FILE.zip`")
+    if hint.action == "models-dir":
+        return "set SCISEG_MODELS_DIR or pass -models-dir"
+    if hint.action == "mirror":
+        return "check the network or set SCISEG_RELEASE_URL to a mirror"
+    return hint.text()
+
+
+def cli_message(exc: BaseException) -> str:
+    """The one line the CLI prints for ``exc``."""
+    if isinstance(exc, SciSegError):
+        return f"{exc.message}; {cli_hint(exc.hint)}" if exc.hint else exc.message
+    return str(exc.args[0]) if exc.args else str(exc)

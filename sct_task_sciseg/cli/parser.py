@@ -1,0 +1,88 @@
+"""The ``sciseg`` command line: sct_deepseg's single-dash flags (importing it never imports torch)."""
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+
+EPILOG = """\
+examples:
+  sciseg -i sub-01_T2w.nii.gz                      # → sub-01_T2w_sc_seg.nii.gz, sub-01_T2w_lesion_seg.nii.gz
+  sciseg -i a.nii.gz b.nii.gz -o out/              # several inputs, model loaded once
+  sciseg -install-task seg_sc_lesion_t2w_sci       # default release (r20240729, SCIsegV2)
+  sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
+  SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
+  sciseg -demo                                     # offline: phantom → masks → Dice
+
+post-processing (class-aware, all off by default):
+  -largest      keeps the largest connected CORD component (lesions outside it are dropped with it)
+  -fill-holes   fills enclosed holes of the CORD
+  -remove-small drops LESION components below a size (5mm3, 10vox); prefix sc: to act on the cord
+  -thr          threshold on the cord and lesion region probabilities (nnU-Net's default is 0.5)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
+    io = p.add_argument_group("input/output")
+    io.add_argument("-i", nargs="+", metavar="FILE", help="input image(s): NIfTI files, folders or a BIDS dataset")
+    io.add_argument("-o", metavar="OUT", help="output base (X.nii.gz → X_sc_seg.nii.gz) or folder (ends with /)")
+    io.add_argument("-task", default=None, metavar="NAME[@TAG]",
+                    help="task name or alias, optionally @release tag (default: seg_sc_lesion_t2w_sci)")
+    mdl = p.add_argument_group("model installation")
+    mdl.add_argument("-install-task", "-install", dest="install", nargs="?", const="", metavar="NAME[@TAG]",
+                     help="install (download and verify) a task's model release and exit")
+    mdl.add_argument("-custom-url", metavar="URL|ZIP|FOLDER",
+                     help="install from this URL, local zip or local model folder instead of the release URL")
+    mdl.add_argument("-models-dir", metavar="DIR", help="where models are installed (default: $SCISEG_MODELS_DIR, "
+                     "SCT's data/deepseg_models inside SCT, else the user data folder)")
+    mdl.add_argument("-force", action="store_true", help="reinstall even if installed and intact")
+    mdl.add_argument("-list-tasks", action="store_true", help="list tasks with installed and available releases")
+    pp = p.add_argument_group("post-processing (see below)")
+    pp.add_argument("-thr", type=float, default=None, help="region probability threshold (default: nnU-Net's 0.5)")
+    pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
+                    help="1: keep the largest cord component")
+    pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
+                    help="1: fill holes in the cord")
+    pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
+                    help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
+    inf = p.add_argument_group("inference")
+    inf.add_argument("-test-time-aug", action="store_true", help="mirror test-time augmentation (slower)")
+    inf.add_argument("-tile-step-size", type=float, default=None, help="sliding-window step (default 0.5)")
+    inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
+    inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
+    inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
+    inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
+                          "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
+                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/)")
+    inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                     help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
+    inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
+                     help="region of interest: none (default) runs every tile of nnU-Net's grid; tiles skips "
+                          "tiles that hold only air; body crops to the body's bounding box (normalisation "
+                          "still over the whole image)")
+    inf.add_argument("-fast", action="store_true",
+                     help="screening mode: body crop and large tiles; several times faster than the default, "
+                          "masks differ slightly (measured agreement in benchmarks/results.md)")
+    inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
+    inf.add_argument("-overwrite", action="store_true",
+                     help="recompute inputs whose outputs are up to date (default: skip them, so an "
+                          "interrupted batch resumes where it stopped)")
+    qc = p.add_argument_group("quality control")
+    qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
+    qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
+    qc.add_argument("-qc-subject", default=None, help="subject shown in the QC report")
+    misc = p.add_argument_group("other")
+    misc.add_argument("-demo", action="store_true", help="offline demo: synthetic phantom → masks → Dice")
+    misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo")
+    misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
+    misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
+    misc.add_argument("-replace-builtin", action="store_true",
+                      help="with -register-sct on SCT 7.x: also route SCT's own lesion_sci_t2 to this package")
+    misc.add_argument("-v", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), help="verbosity 0/1/2")
+    misc.add_argument("-version", action="version", version=f"sct_task_sciseg {__version__}")
+    return p

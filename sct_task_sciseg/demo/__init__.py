@@ -1,0 +1,1 @@
+"""The offline demo (``sciseg -demo``) and the synthetic T2w phantoms it segments."""

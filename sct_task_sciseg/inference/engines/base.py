@@ -1,0 +1,78 @@
+"""The network as nnU-Net sees it: an ``nn.Module`` that runs through a backend and precision."""
+from __future__ import annotations
+
+import time
+from typing import Sequence, Tuple
+
+import torch
+
+from ..settings import Resolved
+
+
+class NetworkEngine(torch.nn.Module):
+    """Wraps nnU-Net's network; subclasses implement :meth:`run` for one backend.
+
+    ``load_state_dict`` is delegated to the wrapped network; loading the dict that is already loaded is a
+    no-op (nnU-Net reloads the weights before every prediction). Counters (forward seconds and calls, compile
+    seconds) only grow: the predictor reports their change over one call.
+    """
+
+    def __init__(self, network: torch.nn.Module, resolved: Resolved):
+        super().__init__()
+        self.network = network
+        self.resolved = resolved
+        self._loaded = None  # the state dict currently in self.network
+        self.forward_seconds = 0.0
+        self.forward_calls = 0
+        self.compile_seconds = 0.0
+        self.keep_compiled = False  # batches: keep compiled networks between inputs
+
+    def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
+        if state_dict is self._loaded:
+            return None
+        out = self.network.load_state_dict(state_dict, strict, *args, **kwargs)
+        self._loaded = state_dict
+        self.weights_changed(state_dict)
+        return out
+
+    def weights_changed(self, state_dict) -> None:
+        """Called after new weights were loaded into the wrapped network."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.run(x)
+        self.forward_seconds += time.perf_counter() - t0
+        self.forward_calls += 1
+        return y
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, shape: Sequence[int]) -> None:
+        """Get ready for tiles of ``shape`` (exported engines compile); called from a background thread."""
+
+    def release(self) -> None:
+        """Free working memory kept between calls (nothing for PyTorch)."""
+
+    def counters(self) -> Tuple[float, int, float]:
+        return self.forward_seconds, self.forward_calls, self.compile_seconds
+
+
+class TorchEngine(NetworkEngine):
+    """nnU-Net's own PyTorch network: fp32 exactly as nnU-Net runs it, or bf16/fp16 autocast, or the
+    channels_last_3d layout (oneDNN) on the CPU outside exact mode."""
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        dev = x.device.type
+        precision = self.resolved.precision
+        if self.resolved.channels_last:
+            return self.network(x.contiguous(memory_format=torch.channels_last_3d)).contiguous()
+        if precision == "fp32":
+            if dev == "cuda":  # nnU-Net enables fp16 autocast on CUDA: fp32 means switching it off
+                with torch.autocast("cuda", enabled=False):
+                    return self.network(x.float())
+            return self.network(x)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(dev if dev in ("cpu", "cuda") else "cpu", dtype=dtype):
+            y = self.network(x)
+        return y.float()

@@ -1,0 +1,147 @@
+"""Predictor settings and what ``auto`` becomes on this machine (device, precision, backend, threads).
+
+- ``precision``: ``fp32`` is nnU-Net's own PyTorch path, voxel-identical to ``sct_deepseg``; ``bf16``/``fp16``
+  run the network under autocast; ``auto`` picks bf16 only on CPUs with native bf16 (avx512_bf16/amx_bf16),
+  fp16 autocast on CUDA (what nnU-Net itself does there), else fp32.
+- ``backend``: ``torch``, or the same network exported to OpenVINO or ONNX Runtime (CPU). ``auto`` = OpenVINO
+  when it is installed and the device is a CPU, unless ``precision`` is explicitly ``fp32`` (exact mode);
+  without OpenVINO, PyTorch on the CPU runs in the channels_last_3d layout outside exact mode.
+- ``crop``: ``body`` crops nnU-Net's preprocessed (already z-scored over the whole volume) image to the body's
+  bounding box and skips tiles that hold only air; ``tiles`` keeps nnU-Net's tile grid and only skips all-air
+  tiles; ``none`` runs every tile.
+- ``tiles``: ``patch`` (nnU-Net's tiles) or ``large`` (the -fast mode: tiles fitted to the image, up to 3× the
+  training patch, so fewer and less padded forward passes).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+from ..errors import ModelError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
+CROPS = ("none", "tiles", "body")
+TILES = ("patch", "large")
+
+
+@dataclass
+class PredictorSettings:
+    tile_step_size: float = 0.5
+    use_gaussian: bool = True
+    use_mirroring: bool = False
+    device: str = "auto"  # auto | cpu | cuda | mps
+    threads: Optional[int] = None
+    folds: Optional[Sequence[int]] = None
+    checkpoints: Tuple[str, ...] = ("checkpoint_final.pth", "checkpoint_best.pth")
+    verbose: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    backend: str = "auto"  # auto | torch | openvino | onnxruntime
+    crop: str = "none"  # none | tiles | body
+    tiles: str = "patch"  # patch | large
+
+
+@dataclass
+class Resolved:
+    """What ``auto`` became on this machine, and why (recorded in every output's sidecar)."""
+
+    device: str
+    precision: str
+    backend: str
+    crop: str
+    tiles: str
+    threads: int
+    notes: List[str] = field(default_factory=list)
+    channels_last: bool = False  # PyTorch on CPU outside exact mode: channels_last_3d layout (oneDNN)
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "precision": self.precision, "backend": self.backend, "crop": self.crop,
+                "tiles": self.tiles, "threads": self.threads,
+                "layout": "channels_last_3d" if self.channels_last else "contiguous"}
+
+
+def cpu_flags() -> set:
+    """CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is far slower than fp32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def module_available(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _resolve_device(name: str):
+    import torch
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("-device cuda: no CUDA GPU is available to torch")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("-device mps: Apple MPS is not available to torch")
+    return torch.device(name)
+
+
+def resolve(settings: PredictorSettings) -> Resolved:
+    """Turn ``auto`` settings into concrete ones for this machine (imports torch)."""
+    import torch
+
+    for value, allowed, what in ((settings.precision, PRECISIONS, "precision"), (settings.backend, BACKENDS, "backend"),
+                                 (settings.crop, CROPS, "crop"), (settings.tiles, TILES, "tiles")):
+        if value not in allowed:
+            raise ValueError(f"invalid {what} {value!r} (choose from {', '.join(allowed)})")
+    device = _resolve_device(settings.device)
+    notes: List[str] = []
+    threads = int(settings.threads) if settings.threads else (torch.get_num_threads() if device.type != "cpu"
+                                                               else default_threads())
+    precision = settings.precision
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "fp16"
+        elif device.type == "cpu" and native_bf16():
+            precision = "bf16"
+        else:
+            precision = "fp32"
+    backend = settings.backend
+    if backend == "auto":
+        backend = "torch"
+        if device.type == "cpu" and settings.precision != "fp32" and precision in ("fp32", "bf16"):
+            if module_available("openvino"):
+                backend = "openvino"
+            else:
+                notes.append("OpenVINO is not installed: using PyTorch (pip install openvino for ~2x on CPU)")
+    if backend in ("openvino", "onnxruntime") and device.type != "cpu":
+        raise ValueError(f"backend {backend} runs on the CPU only (device is {device.type})")
+    if backend == "onnxruntime" and precision != "fp32":
+        raise ValueError("backend onnxruntime supports precision fp32 only")
+    if backend in ("openvino", "onnxruntime") and not module_available(backend):
+        raise ModelError(f"backend {backend}: the Python package {backend!r} is not installed")
+    channels_last = (backend == "torch" and device.type == "cpu" and settings.precision != "fp32"
+                     and precision == "fp32")
+    return Resolved(device.type, precision, backend, settings.crop, settings.tiles, threads, notes, channels_last)

@@ -1,0 +1,46 @@
+"""Where outputs go: one naming rule for masks, their sidecars and every derived file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Union
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+PathLike = Union[str, Path]
+
+
+def strip_nifti_suffix(path: PathLike) -> str:
+    name = str(path)
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_nifti(path: PathLike) -> bool:
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def is_output_folder(output: Optional[PathLike]) -> bool:
+    """``-o DIR/`` (ends with a separator) or an existing folder."""
+    return bool(output) and (str(output).endswith(("/", os.sep)) or Path(output).is_dir())
+
+
+def output_base(input_path: PathLike, output: Optional[PathLike]) -> Path:
+    """Base path (no suffix) of the outputs: ``-o X.nii.gz`` → ``X``; ``-o DIR/`` → ``DIR/<in>``."""
+    stem = Path(strip_nifti_suffix(Path(input_path).name))
+    if output is None:
+        return Path(input_path).parent / stem
+    if is_output_folder(output):
+        return Path(output) / stem
+    return Path(strip_nifti_suffix(Path(output)))
+
+
+def output_paths(base: PathLike, outputs: Iterable) -> Dict[str, Path]:
+    """Output name → ``<base><suffix>.nii.gz`` for each task output (anything with ``name`` and ``suffix``)."""
+    return {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in outputs}
+
+
+def sidecar_path(image_path: PathLike) -> Path:
+    """The JSON sidecar of an image: ``X.nii.gz`` → ``X.json``."""
+    return Path(strip_nifti_suffix(image_path) + ".json")

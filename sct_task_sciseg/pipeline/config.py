@@ -1,0 +1,83 @@
+"""A segmenter described by a small, picklable value: another process rebuilds the same segmenter from it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Optional, Tuple, Union
+
+from ..inference.settings import PredictorSettings
+from ..tasks import Task, resolve_task
+from .postprocess import PostProcessing
+
+#: Region of interest used by default: every tile of nnU-Net's own grid (skipping all-air tiles changes the
+#: masks wherever a model predicts anything in air; see benchmarks/README.md). -fast crops to the body.
+DEFAULT_CROP = "none"
+FAST_CROP = "body"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Everything a :class:`~sct_task_sciseg.pipeline.segmenter.Segmenter` is made of (no loaded state).
+
+    ``task`` is a task name (``"name@tag"`` accepted) or a :class:`Task`; ``model_folder`` runs an nnU-Net
+    model folder directly instead of an installed release.
+    """
+
+    task: Union[str, Task, None] = None
+    tag: Optional[str] = None
+    model_folder: Optional[str] = None
+    models_dir: Optional[str] = None
+    device: str = "auto"
+    threads: Optional[int] = None
+    tile_step_size: Optional[float] = None
+    test_time_aug: Optional[bool] = None
+    folds: Optional[Tuple[int, ...]] = None
+    checkpoint: Optional[str] = None
+    postprocessing: PostProcessing = PostProcessing()
+    quiet: bool = False
+    precision: str = "auto"
+    backend: str = "auto"
+    crop: Optional[str] = None
+    tiles: Optional[str] = None
+    fast: bool = False
+
+    def __post_init__(self):
+        for name in ("model_folder", "models_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, str(value))
+        if self.folds is not None:
+            object.__setattr__(self, "folds", tuple(int(f) for f in self.folds) or None)
+        if self.postprocessing is None:
+            object.__setattr__(self, "postprocessing", PostProcessing())
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def resolved_task(self) -> Tuple[Task, Optional[str]]:
+        """(task, release tag): ``"name@tag"`` split, an explicit ``tag`` wins."""
+        return resolve_task(self.task, self.tag)
+
+    def predictor_settings(self, task: Task) -> PredictorSettings:
+        d = task.predictor
+        return PredictorSettings(
+            tile_step_size=d.tile_step_size if self.tile_step_size is None else float(self.tile_step_size),
+            use_gaussian=d.use_gaussian,
+            use_mirroring=d.use_mirroring if self.test_time_aug is None else bool(self.test_time_aug),
+            device=self.device, threads=self.threads,
+            folds=self.folds or d.folds,
+            checkpoints=(self.checkpoint,) if self.checkpoint else d.checkpoints,
+            verbose=False,
+            precision=self.precision, backend=self.backend,
+            crop=self.crop or (FAST_CROP if self.fast else DEFAULT_CROP),
+            tiles=self.tiles or ("large" if self.fast else "patch"),
+        )
+
+    def with_(self, **changes) -> "SegmenterConfig":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        if isinstance(self.task, Task):
+            out["task"] = self.task.name
+        return out

@@ -1,0 +1,209 @@
+"""Segmentation pipeline: validate → reorient to the model's orientation → one nnU-Net inference → reorient
+back → class-aware post-processing → one mask per output, in the input's exact space, written atomically.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import ModelError
+from ..io.atomic import check_writable
+from ..io.naming import output_base, output_paths
+from ..io.nifti import from_array, load_image, mask_image, validate_image
+from ..io.orientation import Reorientation, sct_to_nib_axcodes
+from ..weights import InstalledModel, ensure_installed
+from .config import SegmenterConfig
+from .postprocess import apply, labels_from_probabilities, split
+from .provenance import provenance
+from .writer import write_outputs
+
+ImageLike = Union[str, Path, nib.Nifti1Image, np.ndarray]
+
+
+@dataclass
+class Segmentation:
+    """The result of one inference: the label map and one mask image per task output, on the input grid."""
+
+    image: nib.Nifti1Image
+    labels: np.ndarray
+    masks: Dict[str, nib.Nifti1Image]
+    timings: Dict[str, float] = field(default_factory=dict)
+    stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, phase seconds
+
+
+class Segmenter:
+    """Loads a model once and segments many images.
+
+    >>> seg = Segmenter()                      # default task and release, installed on first use
+    >>> seg.segment_file("sub-01_T2w.nii.gz")  # → {'sc': Path(...sc_seg.nii.gz), 'lesion': Path(...)}
+
+    Keywords are the fields of :class:`SegmenterConfig`; ``Segmenter.from_config(seg.config)`` builds the
+    same segmenter elsewhere (another process). A segmenter may be shared by threads: its model loads once
+    and predictions run one at a time.
+    """
+
+    def __init__(self, task=None, tag: Optional[str] = None, **options):
+        unknown = set(options) - set(SegmenterConfig.names())
+        if unknown:
+            raise TypeError(f"unknown Segmenter option(s): {', '.join(sorted(unknown))}")
+        self.config = SegmenterConfig(task=task, tag=tag, **options)
+        self.task, self.tag = self.config.resolved_task()
+        self.settings = self.config.predictor_settings(self.task)
+        self._model: Optional[InstalledModel] = None
+        self._model_folder = Path(self.config.model_folder) if self.config.model_folder else None
+        if self._model_folder is not None and not (self._model_folder / "plans.json").is_file():
+            raise ModelError(f"{self._model_folder}: not an nnU-Net model folder (no plans.json)")
+        self._loaded = None
+        self._resolved = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: SegmenterConfig) -> "Segmenter":
+        return cls(**{name: getattr(config, name) for name in SegmenterConfig.names()})
+
+    # -- model -------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Optional[InstalledModel]:
+        """The installed release (installed on first use); None when running a model folder directly."""
+        if self._model is None and self._model_folder is None:
+            self._model = ensure_installed(self.task, self.tag, self.config.models_dir, quiet=self.config.quiet)
+        return self._model
+
+    @property
+    def model_folder(self) -> Path:
+        return self._model_folder if self._model_folder is not None else self.model.model_folder
+
+    @property
+    def dataset_json(self) -> dict:
+        return json.loads((self.model_folder / "dataset.json").read_text())
+
+    @property
+    def orientation(self) -> str:
+        return self.dataset_json.get("image_orientation", self.task.default_orientation)
+
+    @property
+    def axcodes(self):
+        return sct_to_nib_axcodes(self.orientation)
+
+    def load(self):
+        """Load torch, nnU-Net and the weights (done once, on first use); returns the nnU-Net predictor."""
+        with self._lock:
+            if self._loaded is None:
+                from ..inference.loader import load_predictor
+                self._loaded = load_predictor(self.model_folder, self.settings)
+                self._resolved = self._loaded.resolved
+        return self._loaded.predictor
+
+    @property
+    def engine(self):
+        """The network engine of the loaded model (loads it)."""
+        self.load()
+        return self._loaded.engine
+
+    @property
+    def checkpoints(self) -> List[Path]:
+        """The checkpoints used (known before loading, so that a batch can check outputs before loading)."""
+        if self._loaded is not None:
+            return self._loaded.checkpoints
+        from ..weights.model_folder import fold_checkpoints
+        try:
+            return fold_checkpoints(self.model_folder, self.settings.checkpoints, self.settings.folds)
+        except ModelError:
+            return []
+
+    @property
+    def resolved(self):
+        """The concrete device/precision/backend/crop/tiles this segmenter runs with (``auto`` resolved)."""
+        if self._resolved is None:
+            from ..inference.settings import resolve
+            self._resolved = resolve(self.settings)
+        return self._resolved
+
+    # -- in memory ---------------------------------------------------------------------------------
+    @staticmethod
+    def _as_image(image: ImageLike, affine: Optional[np.ndarray]) -> nib.Nifti1Image:
+        if isinstance(image, (str, Path)):
+            return load_image(image)
+        if isinstance(image, np.ndarray):
+            if affine is None:
+                raise ValueError("an array needs its affine (voxel → world mm)")
+            return from_array(image, affine)
+        if isinstance(image, nib.Nifti1Image):
+            return validate_image(image, "<image>")
+        raise TypeError(f"cannot segment a {type(image).__name__}")
+
+    def segment(self, image: ImageLike, affine: Optional[np.ndarray] = None) -> Segmentation:
+        """Segment one image (path, nibabel image, or array + affine); nothing is written."""
+        t0 = time.perf_counter()
+        img = self._as_image(image, affine)
+        ta = time.perf_counter()
+        predictor = self.load()
+        t1 = time.perf_counter()
+        labels, stats = self._predict(predictor, img)
+        t2 = time.perf_counter()
+        voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
+        labels = apply(labels, self.config.postprocessing, voxel_mm3, self.task.labels)
+        masks = {name: mask_image(m, img) for name, m in split(labels, self.task.outputs).items()}
+        t3 = time.perf_counter()
+        timings = {"load_input": ta - t0, "load_model": t1 - ta, "predict": t2 - t1, "postprocess": t3 - t2}
+        return Segmentation(img, labels, masks, timings, stats)
+
+    def _predict(self, predictor, img: nib.Nifti1Image):
+        """(label map on the input grid, per-call statistics): model orientation, (z, y, x) order, and back."""
+        from ..inference.loader import predict
+
+        data = np.asanyarray(img.dataobj, dtype=np.float32)
+        reo = Reorientation(img.affine, data.shape, self.axcodes)
+        arr_zyx = np.ascontiguousarray(reo.apply(data).transpose(2, 1, 0))
+        spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
+        thr = self.config.postprocessing.thr
+        if thr is None:
+            labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx)
+        else:
+            (_, probs), stats = predict(predictor, arr_zyx, spacing_zyx, return_probabilities=True)
+            order = self.dataset_json.get("regions_class_order")
+            if not order:
+                raise ModelError(f"{self.model_folder}: -thr needs a region-based model (regions_class_order)")
+            labels_zyx = labels_from_probabilities(np.asarray(probs), thr, order)
+        return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), stats
+
+    # -- files -------------------------------------------------------------------------------------
+    def output_paths(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
+        return output_paths(output_base(input_path, output), self.task.outputs)
+
+    def provenance(self, input_path: Optional[Path]) -> dict:
+        """BIDS-derivatives ``GeneratedBy`` record with every parameter of this run."""
+        return provenance(self, input_path)
+
+    def segment_file(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
+        """Segment a NIfTI file and write one mask per output (``<base>_sc_seg.nii.gz``, …) + JSON sidecars."""
+        return self.segment_file_with_result(input_path, output)[0]
+
+    def segment_file_with_result(self, input_path: Union[str, Path], output: Union[str, Path, None] = None):
+        """(written paths, :class:`Segmentation` with its timings, ``write`` included)."""
+        paths = self.output_paths(input_path, output)
+        check_writable(next(iter(paths.values())).parent)
+        result = self.segment(Path(input_path))
+        t0 = time.perf_counter()
+        self.write(result, paths, Path(input_path))
+        result.timings["write"] = time.perf_counter() - t0
+        return paths, result
+
+    def write(self, result: Segmentation, paths: Dict[str, Path], input_path: Optional[Path]) -> None:
+        write_outputs(result.masks, paths, self.provenance(input_path), self.task)
+
+
+def segment(image: ImageLike, output: Union[str, Path, None] = None, *, affine: Optional[np.ndarray] = None,
+            **kwargs) -> Union[Dict[str, Path], Segmentation]:
+    """One call: a path is segmented and written (returns output paths); an image/array returns masks."""
+    seg = Segmenter(**kwargs)
+    if isinstance(image, (str, Path)):
+        return seg.segment_file(image, output)
+    return seg.segment(image, affine)

@@ -1,0 +1,112 @@
+"""Everything ``-qc DIR`` does for one segmented scan: pictures, numbers, flags and its report entry."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+import nibabel as nib
+
+from .. import __version__
+from ..io.naming import strip_nifti_suffix
+from . import report
+from .geometry import DEFAULT_ROLES, Roles
+from .pictures import render_qc
+from .stats import lesion_stats
+
+
+_BIDS_SUB = re.compile(r"(?:^|[_/])(sub-[A-Za-z0-9]+)")
+_BIDS_SES = re.compile(r"(?:^|[_/])(ses-[A-Za-z0-9]+)")
+
+
+def _find_bids_root(path: Path) -> Optional[Path]:
+    for parent in list(Path(path).resolve().parents)[:6]:
+        if (parent / "participants.tsv").is_file() or (parent / "dataset_description.json").is_file():
+            return parent
+    return None
+
+
+@dataclass
+class ScanContext:
+    """Where a scan sits in its dataset (BIDS entities from its path, unless given)."""
+
+    dataset: Optional[str] = None
+    subject: Optional[str] = None
+    session: Optional[str] = None
+    bids_root: Optional[Path] = None
+
+    @classmethod
+    def of(cls, image_path: Path, dataset=None, subject=None, session=None, bids_root=None) -> "ScanContext":
+        text = Path(image_path).as_posix()
+        if subject is None:
+            m = _BIDS_SUB.search(text)
+            subject = m.group(1) if m else None
+        if session is None:
+            m = _BIDS_SES.search(text)
+            session = m.group(1) if m else None
+        if bids_root is None and subject is not None:
+            bids_root = _find_bids_root(image_path)
+        if dataset is None and bids_root is not None:
+            dataset = Path(bids_root).resolve().name
+        return cls(dataset, subject, session, bids_root)
+
+    def is_control(self) -> Optional[bool]:
+        """Whether ``participants.tsv`` lists the subject as a healthy control (None: not known)."""
+        if self.bids_root is None:
+            return None
+        controls = {report.normalise_subject(c) for c in report.read_participants_controls(Path(self.bids_root))}
+        if controls and self.subject is not None:
+            return report.normalise_subject(self.subject) in controls
+        return None
+
+
+def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], *,
+             model_tag: str, task_name: str, dataset: Optional[str] = None, subject: Optional[str] = None,
+             session: Optional[str] = None, bids_root: Optional[Path] = None,
+             roles: Roles = DEFAULT_ROLES) -> Path:
+    """Everything ``-qc DIR`` does for one segmented scan; returns the path of its entry JSON.
+
+    * pictures: ``DIR/pictures/<entry id>/<stem>_{sagittal,axial}[_plain][_thumb].png`` (:func:`render_qc`);
+    * numbers and flags: :func:`lesion_stats`, plus ``lesion-in-control`` when the subject is a healthy control
+      in ``participants.tsv`` (:func:`sct_task_sciseg.qc.report.read_participants_controls`);
+    * ``DIR/entries/<entry id>.json`` written atomically, then ``DIR/index.html`` re-rendered under a file lock
+      (:func:`sct_task_sciseg.qc.report.add_qc_entry`), so parallel runs can share one ``DIR``.
+
+    ``subject``/``session`` default to the BIDS entities (``sub-*``, ``ses-*``) in ``image_path``; ``bids_root``
+    defaults to the nearest parent folder holding ``participants.tsv`` or ``dataset_description.json``, and
+    ``dataset`` to that folder's name. The entry id combines dataset, subject, session, file, task and model tag:
+    running the same scan and model again replaces its row.
+    """
+    t0 = time.perf_counter()
+    qc_dir, image_path = Path(qc_dir), Path(image_path)
+    ctx = ScanContext.of(image_path, dataset, subject, session, bids_root)
+    stem = strip_nifti_suffix(image_path.name)
+    stats = lesion_stats(masks, image.affine, roles)
+    is_control = ctx.is_control()
+    flags = list(stats["flags"])
+    if is_control and stats["lesion_count"] > 0:
+        flags.append("lesion-in-control")
+    entry_id = report.entry_id(ctx.dataset, ctx.subject, ctx.session, stem, task_name, model_tag)
+    title = " / ".join(x for x in (ctx.dataset, ctx.subject, ctx.session, image_path.name) if x)
+    t1 = time.perf_counter()
+    pictures = render_qc(image, masks, qc_dir / "pictures" / entry_id, stem, title=title, roles=roles)
+    render_ms = (time.perf_counter() - t1) * 1000.0
+    entry = {
+        "schema": 1, "id": entry_id, "dataset": ctx.dataset, "subject": ctx.subject, "session": ctx.session,
+        "file": image_path.name,
+        "image_path": str(image_path.resolve()) if image_path.exists() else str(image_path),
+        "task": task_name, "model_tag": model_tag, "is_control": is_control,
+        "titles": {"cord": roles.structure_title, "lesion": roles.finding_title},
+        "shape": [int(s) for s in image.shape[:3]],
+        "zooms_mm": [round(float(z), 4) for z in image.header.get_zooms()[:3]],
+        "orientation": "".join(c or "?" for c in nib.aff2axcodes(image.affine)),
+        "stats": stats, "flags": flags,
+        "pictures": {k: p.relative_to(qc_dir).as_posix() for k, p in pictures.items()},
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "render_ms": round(render_ms, 1), "version": __version__,
+    }
+    entry["qc_ms"] = round((time.perf_counter() - t0) * 1000.0, 1)
+    return report.add_qc_entry(qc_dir, entry)

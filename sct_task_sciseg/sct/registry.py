@@ -1,0 +1,276 @@
+"""Registration into SCT's ``MODELS`` / ``TASKS`` dicts, and the two SCT functions routed through this package.
+
+SCT has no plugin mechanism: its tasks are two dicts in ``spinalcordtoolbox.deepseg.models``, ``MODELS`` (one
+entry per weights folder) and ``TASKS`` (one entry per ``sct_deepseg`` task). :func:`register` adds entries
+shaped like the running SCT's own (detected by the keys its entries use, never by version strings, since git
+installs report ``git-<branch>-<sha>``) and routes SCT's install/up-to-date checks for them through this
+package's verified installer.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from .. import __version__
+from ..errors import SciSegError
+from ..sct_hook import flag as _env_flag
+from ..tasks import Release, Task, get_task
+from .install import install_for_sct, sct_model_ok
+from .spec import ModelSpec, canonical_url, model_key
+
+MODELS_MODULE = "spinalcordtoolbox.deepseg.models"
+STATE_ATTR = "_sct_task_sciseg_state"
+ENV_REPLACE = "SCISEG_SCT_REPLACE_BUILTIN"
+ENV_RELEASE = "SCISEG_SCT_RELEASE"
+
+# sct_deepseg changes behaviour when a task name (6.x: also the model path) contains one of these.
+RESERVED_SUBSTRINGS = ("tumor", "epi", "mouse", "mice", "rootlets", "spine", "canal", "lesion_ms",
+                       "totalspineseg")
+
+
+@dataclass
+class Registration:
+    """What :func:`register` did to SCT's dicts."""
+
+    model: ModelSpec
+    names: Tuple[str, ...]  # tasks now served by this package
+    replaced: Tuple[str, ...]  # SCT's own tasks whose entries were replaced or redirected
+    features: Dict[str, bool] = field(default_factory=dict)
+
+
+def features(models: Any) -> Dict[str, bool]:
+    """Which keys the running SCT's entries use (6.x: none of these; 7.0+: task citation/group/priority;
+    7.2+: model framework, which 7.2+ reads for every model)."""
+    model_entries = [v for v in getattr(models, "MODELS", {}).values() if isinstance(v, dict)]
+    task_entries = [v for v in getattr(models, "TASKS", {}).values() if isinstance(v, dict)]
+    return {
+        "model_framework": any("framework" in v for v in model_entries),
+        "task_citation": any("citation" in v for v in task_entries),
+        "task_group": any("group" in v for v in task_entries),
+        "task_priority": any("priority" in v for v in task_entries),
+        # read from SCT's sources next to the models module (True when they cannot be read)
+        # 6.4+: loads the one nnUNetTrainer* folder inside the model folder (6.2-6.3: fold_* directly)
+        "trainer_folder": _source_mentions(models, "nnunet.py", "nnUNetTrainer*"),
+        # 6.5+: model orientation from dataset.json (6.4: RPI only when the dataset name contains "SCI")
+        "dataset_orientation": _source_mentions(models, "inference.py", "image_orientation"),
+    }
+
+
+def _source_mentions(models: Any, filename: str, text: str) -> bool:
+    module_file = getattr(models, "__file__", None)
+    if not module_file:
+        return True
+    try:
+        return text in (Path(module_file).parent / filename).read_text(encoding="utf-8")
+    except OSError:
+        return True
+
+
+def check_name(name: str) -> None:
+    """Refuse names that ``sct_deepseg`` special-cases by substring (or that break its folder logic)."""
+    bad = [s for s in RESERVED_SUBSTRINGS if s in name.lower()]
+    if bad:
+        raise ValueError(f"{name!r} contains {', '.join(repr(b) for b in bad)}, which sct_deepseg treats "
+                         "specially; choose another name")
+
+
+def _state(models: Any) -> Optional[dict]:
+    return getattr(models, STATE_ATTR, None)
+
+
+def _builtin_models(models: Any, task: Task, own_keys: Iterable[str]) -> List[str]:
+    """SCT's own model keys for this task: the task's sct_model_key, or any model whose URL list holds one of
+    the task's upstream release URLs."""
+    own = set(own_keys)
+    urls = {canonical_url(task, r) for r in task.releases if not r.embedded}
+    found = []
+    for key, entry in models.MODELS.items():
+        if key in own or not isinstance(entry, dict):
+            continue
+        entry_urls = entry.get("url")
+        if key == task.sct_model_key or (isinstance(entry_urls, list) and urls & set(entry_urls)):
+            found.append(key)
+    return found
+
+
+def _model_entry(task: Task, release: Release, feats: Dict[str, bool]) -> dict:
+    entry = {
+        "url": [canonical_url(task, release)],
+        "description": f"{task.description} [sct_task_sciseg, release {release.tag}]",
+        "contrasts": list(task.contrasts),
+        "thr": None,  # the outputs are already binary masks split from the label map
+        "default": False,
+    }
+    if feats["model_framework"]:
+        entry["framework"] = "nnunetv2"
+    return entry
+
+
+def _task_entry(task: Task, release: Release, key: str, feats: Dict[str, bool],
+                builtin_entry: Optional[dict]) -> dict:
+    long_description = (
+        f"{task.long_description} Served by sct_task_sciseg {__version__}, release {release.tag}: "
+        f"{release.description}. Downloaded with timeouts and resume, sha256-verified and installed "
+        f"atomically; the same copy is used by the `sciseg` command."
+    )
+    entry = {
+        "description": (task.short_description or task.description),
+        "long_description": long_description,
+        "url": task.code_url or task.base_url,
+        "models": [key],
+    }
+    if feats["task_citation"]:
+        entry["citation"] = task.citation
+    if feats["task_group"]:
+        entry["group"] = (builtin_entry or {}).get("group", "pathology")
+    if feats["task_priority"]:
+        entry["priority"] = (builtin_entry or {}).get("priority", 0)
+    return entry
+
+
+def _release_for_sct(task: Task, tag: Optional[str]) -> Release:
+    tag = tag or os.environ.get(ENV_RELEASE) or None
+    return task.release(tag)
+
+
+def register(models: Any = None, *, replace_builtin: bool = False, task: Optional[Task] = None,
+             tag: Optional[str] = None) -> Registration:
+    """Add ``task`` (default: this package's default task) to SCT's ``MODELS``/``TASKS`` (``models`` = the
+    ``spinalcordtoolbox.deepseg.models`` module, imported when None) and route SCT's install of its model
+    through this package's installer.
+
+    Idempotent: registering again first undoes the previous registration. ``tag`` (or
+    ``$SCISEG_SCT_RELEASE``) picks a release other than the task's default one.
+    """
+    if models is None:
+        import importlib
+
+        models = importlib.import_module(MODELS_MODULE)
+    if _state(models) is not None:
+        unregister(models)
+    task = task or get_task(None)
+    release = _release_for_sct(task, tag)
+    key = model_key(task, release)
+    feats = features(models)
+    if not feats["trainer_folder"]:
+        raise SciSegError("this SCT loads nnU-Net folds directly from its model folder (SCT 6.3 or older); "
+                          "sct_task_sciseg needs SCT 6.4 or newer")
+    spec = ModelSpec(key=key, task=task.name, tag=release.tag, url=canonical_url(task, release),
+                     dataset_orientation=feats["dataset_orientation"])
+    builtin_models = _builtin_models(models, task, [key])
+    builtin_tasks = [n for n, t in models.TASKS.items()
+                     if isinstance(t, dict) and set(t.get("models", [])) & set(builtin_models)]
+    names = [task.name] + [a for a in task.aliases if a not in models.TASKS or replace_builtin]
+    if replace_builtin:
+        names += [n for n in builtin_tasks if n not in names]
+    for name in names + [key]:
+        check_name(name)
+    template = models.TASKS.get(builtin_tasks[0]) if builtin_tasks else None
+    entries = (_model_entry(task, release, feats), _task_entry(task, release, key, feats, template))
+    return _apply(models, spec, names, entries, feats)
+
+
+def _apply(models: Any, spec: ModelSpec, names: List[str], entries: Tuple[dict, dict],
+           feats: Dict[str, bool]) -> Registration:
+    """Change SCT's dicts in one go (everything is computed), keeping what is needed to undo it."""
+    MODELS, TASKS = models.MODELS, models.TASKS
+    key = spec.key
+    state = {
+        "models": {key: spec},
+        "saved_models": {key: MODELS[key]} if key in MODELS else {},
+        "added_models": [] if key in MODELS else [key],
+        "saved_tasks": {n: TASKS[n] for n in names if n in TASKS},
+        "added_tasks": [n for n in names if n not in TASKS],
+    }
+    MODELS[key] = entries[0]
+    for name in names:
+        TASKS[name] = dict(entries[1])
+    _patch(models, "install_model", _make_install_model)
+    _patch(models, "is_up_to_date", _make_is_up_to_date)
+    replaced = tuple(n for n in names if n in state["saved_tasks"])
+    state["registration"] = Registration(spec, tuple(names), replaced, feats)
+    setattr(models, STATE_ATTR, state)
+    return state["registration"]
+
+
+def unregister(models: Any = None) -> bool:
+    """Undo :func:`register` in this process (SCT's dicts and functions as they were). Returns whether
+    anything was registered."""
+    if models is None:
+        models = sys.modules.get(MODELS_MODULE)
+        if models is None:
+            return False
+    state = _state(models)
+    if state is None:
+        return False
+    for key in state["added_models"]:
+        models.MODELS.pop(key, None)
+    models.MODELS.update(state["saved_models"])
+    for name in state["added_tasks"]:
+        models.TASKS.pop(name, None)
+    models.TASKS.update(state["saved_tasks"])
+    for name in ("install_model", "is_up_to_date"):
+        current = getattr(models, name, None)
+        original = getattr(current, "_sciseg_original", None)
+        if original is not None:
+            setattr(models, name, original)
+    delattr(models, STATE_ATTR)
+    return True
+
+
+def registration(models: Any = None) -> Optional[Registration]:
+    """The current registration in this process, if any."""
+    models = models if models is not None else sys.modules.get(MODELS_MODULE)
+    state = _state(models) if models is not None else None
+    return state["registration"] if state else None
+
+
+def _patch(models: Any, name: str, make) -> None:
+    current = getattr(models, name)
+    original = getattr(current, "_sciseg_original", current)
+    wrapper = make(models, original)
+    wrapper._sciseg_original = original
+    wrapper.__doc__ = original.__doc__
+    wrapper.__name__ = getattr(original, "__name__", name)
+    setattr(models, name, wrapper)
+
+
+def _spec_for_key(models: Any, name_model: str) -> Optional[ModelSpec]:
+    state = _state(models)
+    return state["models"].get(name_model) if state else None
+
+
+def _spec_for_path(models: Any, path_model: str) -> Optional[ModelSpec]:
+    state = _state(models)
+    if not state:
+        return None
+    target = os.path.realpath(str(path_model))
+    for key, spec in state["models"].items():
+        if os.path.realpath(models.folder(key)) == target:
+            return spec
+    return None
+
+
+def _make_install_model(models: Any, original):
+    def install_model(name_model, *args, **kwargs):
+        spec = _spec_for_key(models, name_model)
+        if spec is None:
+            return original(name_model, *args, **kwargs)
+        custom_url = args[0] if args else kwargs.get("custom_url")
+        install_for_sct(models, spec, custom_url=custom_url)
+        return None
+
+    return install_model
+
+
+def _make_is_up_to_date(models: Any, original):
+    def is_up_to_date(path_model, *args, **kwargs):
+        spec = _spec_for_path(models, path_model)
+        if spec is None:
+            return original(path_model, *args, **kwargs)
+        return sct_model_ok(models, spec)
+
+    return is_up_to_date
