@@ -48,11 +48,9 @@ def _stock_fallback(resolved: Resolved, verbose: bool) -> bool:
 
 def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedModel:
     """An initialised predictor for ``model_folder`` and its checkpoints (imports torch and nnU-Net)."""
+    nnunet_compat.require_runtime()
     import torch
 
-    problem = nnunet_compat.version_problem()
-    if problem:
-        raise ModelError(f"{model_folder}: {problem}")
     nn = nnunet_compat.import_nnunet()
     resolved = resolve(settings)
     dataset_json = json.loads((model_folder / "dataset.json").read_text())

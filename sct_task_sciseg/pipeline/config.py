@@ -68,7 +68,7 @@ class SegmenterConfig:
             folds=self.folds or d.folds,
             checkpoints=(self.checkpoint,) if self.checkpoint else d.checkpoints,
             verbose=False,
-            precision=self.precision, backend=self.backend,
+            precision=self.precision, backend=self.backend, fast=self.fast,
             crop=self.crop or (FAST_CROP if self.fast else DEFAULT_CROP),
             tiles=self.tiles or ("large" if self.fast else "patch"),
         )

@@ -54,6 +54,8 @@ class Segmenter:
         if unknown:
             raise TypeError(f"unknown Segmenter option(s): {', '.join(sorted(unknown))}")
         self.config = SegmenterConfig(task=task, tag=tag, **options)
+        from ..inference.nnunet_compat import require_runtime
+        require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
         self.settings = self.config.predictor_settings(self.task)
         self._model: Optional[InstalledModel] = None
