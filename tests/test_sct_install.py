@@ -35,13 +35,15 @@ def guarded_versions(python: str) -> dict:
 
 def _how_installed(python: str) -> list:
     """pip arguments that put this package back the way it was installed in that environment."""
-    code = ("import json; from importlib.metadata import distribution as d; "
+    shown = subprocess.run([python, "-m", "pip", "show", "sct_task_sciseg"], capture_output=True, text=True).stdout
+    fields = dict(line.split(": ", 1) for line in shown.splitlines() if ": " in line)
+    if fields.get("Editable project location"):
+        return ["-e", fields["Editable project location"]]
+    code = ("from importlib.metadata import distribution as d; "
             "print(d('sct_task_sciseg').read_text('direct_url.json') or '{}')")
     info = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True).stdout or "{}")
     path = info.get("url", "").replace("file://", "")
-    if not path:
-        return []
-    return ["-e", path] if info.get("dir_info", {}).get("editable") else [path]
+    return [path] if path else []
 
 
 @pytest.mark.skipif(not SCT_PYTHONS, reason="needs real SCT environments (SCISEG_SCT_PYTHONS)")

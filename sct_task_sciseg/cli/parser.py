@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("-qc-subject", default=None, help="subject shown in the QC report")
     misc = p.add_argument_group("other")
     misc.add_argument("-demo", action="store_true", help="offline demo: synthetic phantom → masks → Dice")
-    misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo")
+    misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo (default 2024: same phantom, "
+                      "masks and Dice on every run); -demo writes into -o DIR, else a new temporary folder")
     misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
     misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
     misc.add_argument("-replace-builtin", action="store_true",
