@@ -56,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                     help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
-                          "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
-                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/)")
+                     help="network precision. auto (default): fp32 on every CPU, through OpenVINO when installed "
+                          "(0 voxels differ from fp32 on the 10 benchmark inputs; tests bound it at 0.02%% of the "
+                          "cord), nnU-Net's own fp16 autocast on CUDA (as SCT). fp32: exact mode, nnU-Net's own "
+                          "PyTorch path, masks identical to sct_deepseg. bf16: CPUs with native bf16; changes "
+                          "0-1.0%% of the cord's voxels. fp16: CUDA (emulated on CPUs: very slow)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "tiles that hold only air; body crops to the body's bounding box (normalisation "
                           "still over the whole image)")
     inf.add_argument("-fast", action="store_true",
-                     help="screening mode: body crop and large tiles; several times faster than the default, "
-                          "masks differ slightly (measured agreement in benchmarks/results.md)")
+                     help="screening mode: body crop, large tiles and bf16 on CPUs with native bf16; several "
+                          "times faster than the default, masks differ (4-50%% of the cord's voxels with the demo "
+                          "model: benchmarks/results/precision_agreement.md)")
     inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
