@@ -23,7 +23,7 @@ from ..errors import SciSegError
 from ..io.atomic import check_writable
 from ..io.naming import is_output_folder, output_paths, sidecar_path
 from ..io.nifti import load_image
-from ..pipeline.provenance import sidecar
+from ..pipeline.writer import sidecar_for
 from .inputs import Item, output_base_for
 from .progress import Progress
 
@@ -60,7 +60,7 @@ def up_to_date(segmenter, job: Job) -> bool:
             found = json.loads(sidecar_path(path).read_text())
         except (OSError, ValueError):
             return False
-        if found != json.loads(json.dumps(sidecar(expected, segmenter.task.output(name)))):
+        if found != json.loads(json.dumps(sidecar_for(expected, segmenter.task, name))):
             return False
     return True
 
@@ -72,7 +72,8 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs)
+            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs,
+                                       soft=segmenter.config.soft)
             folder = next(iter(job.outputs.values())).parent
             if is_output_folder(output):
                 folder.mkdir(parents=True, exist_ok=True)

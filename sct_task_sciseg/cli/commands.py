@@ -90,7 +90,7 @@ def cmd_segment(args) -> int:
                           tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                           folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0,
                           precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
-                          fast=args.fast)
+                          fast=args.fast, soft=bool(args.soft))
     configure_process(args.threads)
     on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
     t0 = time.perf_counter()

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="1: keep the largest cord component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                     help="1: fill holes in the cord")
+    pp.add_argument("-soft", type=int, nargs="?", const=1, default=0, choices=(0, 1),
+                    help="1: also write each output's probability map, <in>_sc_seg_soft.nii.gz and "
+                         "<in>_lesion_seg_soft.nii.gz (float32 in [0, 1], same inference; the mask at -thr T is "
+                         "soft >= T, before post-processing)")
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
                     help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
     inf = p.add_argument_group("inference")

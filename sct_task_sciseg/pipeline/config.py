@@ -39,6 +39,7 @@ class SegmenterConfig:
     crop: Optional[str] = None
     tiles: Optional[str] = None
     fast: bool = False
+    soft: bool = False  # also return / write each output's probability map (``<in><suffix>_soft.nii.gz``)
 
     def __post_init__(self):
         for name in ("model_folder", "models_dir"):
