@@ -25,7 +25,7 @@ from ..io.naming import is_output_folder, output_paths, sidecar_path
 from ..io.nifti import load_image
 from ..pipeline.writer import sidecar_for
 from .inputs import Item, output_base_for
-from .progress import Progress
+from .progress import STAGES, Progress, ScanProgress
 
 
 @dataclass
@@ -136,6 +136,8 @@ class _Pipeline:
         for t in threads:
             t.start()
         try:
+            if self.verbose and self.progress.total == 1 and self.segmenter._loaded is None:
+                self.progress.say(f"{self.todo[0].path}: {STAGES['load']}", err=True)
             self.segmenter.load()  # overlaps with reading the first input
             if len(self.todo) > 1:
                 self.segmenter.engine.keep_compiled = True  # speed over memory: no recompiling per input
@@ -173,8 +175,12 @@ class _Pipeline:
             job.status, job.reason = "failed", problem
             self._finish(job, t0)
             return
+        scan = ScanProgress(str(job.path)) if self.verbose and self.progress.total == 1 else None
         try:
-            result = self.segmenter.segment(image)
+            result = self.segmenter.segment(image, progress=scan)
+            if scan is not None:
+                scan("write", 0, 0)
+                scan.close()
             job.counts = {k: int(m.dataobj[...].sum()) for k, m in result.masks.items()}
             job.stats = {**{k: round(float(v), 3) if isinstance(v, float) else v for k, v in result.stats.items()},
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}

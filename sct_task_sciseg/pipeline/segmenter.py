@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import nibabel as nib
 import numpy as np
@@ -142,14 +142,22 @@ class Segmenter:
             return validate_image(image, "<image>")
         raise TypeError(f"cannot segment a {type(image).__name__}")
 
-    def segment(self, image: ImageLike, affine: Optional[np.ndarray] = None) -> Segmentation:
-        """Segment one image (path, nibabel image, or array + affine); nothing is written."""
+    def segment(self, image: ImageLike, affine: Optional[np.ndarray] = None, *,
+                progress: Optional[Callable[[str, int, int], None]] = None) -> Segmentation:
+        """Segment one image (path, nibabel image, or array + affine); nothing is written.
+
+        ``progress(stage, done, total)`` follows the stages: "load", "preprocess", "network" (forward passes
+        done / to do), "resample", "postprocess"."""
+        report = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
         img = self._as_image(image, affine)
         ta = time.perf_counter()
+        if self._loaded is None:
+            report("load", 0, 0)
         predictor = self.load()
         t1 = time.perf_counter()
-        labels, probs, stats = self._predict(predictor, img)
+        labels, probs, stats = self._predict(predictor, img, progress)
+        report("postprocess", 0, 0)
         t2 = time.perf_counter()
         voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
         labels = apply(labels, self.config.postprocessing, voxel_mm3, self.task.labels)
@@ -167,7 +175,7 @@ class Segmenter:
             raise ModelError(f"{self.model_folder}: -thr and -soft need a region-based model (regions_class_order)")
         return [int(c) for c in order]
 
-    def _predict(self, predictor, img: nib.Nifti1Image):
+    def _predict(self, predictor, img: nib.Nifti1Image, progress=None):
         """(label map, region probabilities or None, per-call statistics), all on the input grid: model
         orientation, (z, y, x) order, and back. Probabilities are computed only for ``-thr`` and ``-soft``."""
         from ..inference.loader import predict
@@ -178,10 +186,11 @@ class Segmenter:
         spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
         thr = self.config.postprocessing.thr
         if thr is None and not self.config.soft:
-            labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx)
+            labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx, report=progress)
             return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), None, stats
         order = self._regions_class_order()
-        (labels_zyx, probs_zyx), stats = predict(predictor, arr_zyx, spacing_zyx, return_probabilities=True)
+        (labels_zyx, probs_zyx), stats = predict(predictor, arr_zyx, spacing_zyx, return_probabilities=True,
+                                                 report=progress)
         probs = np.stack([reo.undo(np.asarray(p, dtype=np.float32).transpose(2, 1, 0)) for p in probs_zyx])
         if thr is not None:
             labels = labels_from_probabilities(probs, thr, order)
