@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -24,8 +25,10 @@ def run(case):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=case["out"])
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
-        return {"name": case["name"], "seconds": seconds, "error": lines[-1] if lines else f"exit {proc.returncode}"}
+        lines = [ln.strip() for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+        return {"name": case["name"], "seconds": seconds,
+                "error": (errors or lines or [f"exit {proc.returncode}"])[-1]}
     stem = os.path.basename(case["lesion"]).replace(".nii.gz", "").replace(".nii", "")
     with open(os.path.join(case["out"], stem + "_analysis.pkl"), "rb") as fh:
         sheets = pickle.load(fh)

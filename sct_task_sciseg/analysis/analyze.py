@@ -88,6 +88,8 @@ def _relabel(lesion: np.ndarray, cord: Optional[np.ndarray], connectivity: int):
     """(ids 1..n of the analysed lesions inside the cord, voxels outside per analysed id, components wholly
     outside, voxels outside in total). Works in the lesion mask's bounding box."""
     box = _bbox(lesion)
+    if not lesion[box].size:
+        return np.zeros(lesion.shape, dtype=np.int32), box, [], 0, 0
     raw, n = label_components(lesion[box], connectivity)
     inside = raw if cord is None else np.where(cord[box], raw, 0)
     n_in = np.bincount(inside.ravel(), minlength=n + 1)
@@ -117,7 +119,7 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     cord = grid.to_rpi(_data(cord_img) != 0) if cord_img is not None else None
     ids, box, outside, gone, n_outside = _relabel(lesion, cord, connectivity)
     crops = []
-    for k, b in enumerate(ndimage.find_objects(ids[box])):
+    for k, b in enumerate(ndimage.find_objects(ids[box]) if ids[box].size else []):
         b = tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(b, box))
         crops.append(Lesion(ids[b] == k + 1, tuple(s.start for s in b), ids.shape))
     mid, angles = None, Angles.flat(grid.rpi_shape[2])
