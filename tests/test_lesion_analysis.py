@@ -220,7 +220,8 @@ def test_oblique_and_anisotropic_grids():
     # the widest section sampled is at most pz / 2 from the centre: half-width >= b sqrt(1 - (pz / 2c)^2)
     shrink = b * (1 - np.sqrt(1 - (1.5 / c) ** 2))
     for k in ("dorsal", "ventral"):
-        assert abs(r[f"interpolated_{k}_bridge_width [mm]"] - exp[f"interpolated_{k}_bridge_width [mm]"]) <= 0.5 + shrink
+        key = f"interpolated_{k}_bridge_width [mm]"
+        assert abs(r[key] - exp[key]) <= 0.5 + shrink
 
 
 def test_label_map_through_the_task_label_scheme_and_files(tmp_path):
@@ -302,5 +303,6 @@ def test_qc_bridge_picture_and_report_columns(tmp_path):
     # the drawn lines are 1.5 and 2.5 mm long on the same scale (+- 2 px for the line caps)
     assert runs["dorsal"] / runs["ventral"] == pytest.approx(1.5 / 2.5, abs=4 / runs["ventral"])
     page = (tmp_path / "qc" / "index.html").read_text()
-    d, v = analysis.rows[0]["interpolated_dorsal_bridge_width [mm]"], analysis.rows[0]["interpolated_ventral_bridge_width [mm]"]
+    row = analysis.rows[0]
+    d, v = row["interpolated_dorsal_bridge_width [mm]"], row["interpolated_ventral_bridge_width [mm]"]
     assert "Bridges mm" in page and f"{d:.2f} / {v:.2f}" in page and "_bridges_thumb.png" in page

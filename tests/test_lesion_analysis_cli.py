@@ -22,7 +22,8 @@ SCT_73 = {"volume [mm3]": 83.456114752, "length [mm]": 10.393295442771858, "widt
           "interpolated_midsagittal_slice": 13.120445250646725,
           "interpolated_dorsal_bridge_width [mm]": 1.3894927257153027,
           "interpolated_ventral_bridge_width [mm]": 1.476412431815768,
-          "interpolated_total_bridge_width [mm]": 2.8659051575310706, "slice_14_dorsal_bridge_width [mm]": 0.7392669600039078}
+          "interpolated_total_bridge_width [mm]": 2.8659051575310706,
+          "slice_14_dorsal_bridge_width [mm]": 0.7392669600039078}
 
 
 def analyze_cli(*args, cwd=None):
@@ -103,8 +104,9 @@ def test_sciseg_analyze_batch_cohort_and_resume(installed_model, tmp_path):
     assert [x["participant"] for x in scans] == ["sub-01", "sub-02"]
     for x in scans:
         lesions = [y for y in cohort if y["row"] == "lesion" and y["participant"] == x["participant"]]
-        assert int(x["lesion_count"]) == len(lesions) == len([y for y in per_scan[x["participant"]] if y["label"] != "0"])
-        assert float(x["volume [mm3]"]) == pytest.approx(sum(float(y["volume [mm3]"]) for y in per_scan[x["participant"]]))
+        mine = per_scan[x["participant"]]
+        assert int(x["lesion_count"]) == len(lesions) == len([y for y in mine if y["label"] != "0"])
+        assert float(x["volume [mm3]"]) == pytest.approx(sum(float(y["volume [mm3]"]) for y in mine))
     # resume: everything up to date; a missing analysis file makes its scan run again
     stamp = (out / "sub-01" / "anat" / "sub-01_T2w_lesion_seg_analysis.json").stat().st_mtime_ns
     r = run_cli(*args, env=env)

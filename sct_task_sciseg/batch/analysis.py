@@ -46,5 +46,6 @@ def analyze_result(segmenter, outputs: Dict[str, Path], result, input_path: Path
     analysis.sources = {"lesion": str(finding_mask_path(task, outputs)),
                         "cord": str(outputs[task.labels.parent])}
     lesion = finding_mask_path(task, outputs)
-    write_analysis(analysis, strip_nifti_suffix(lesion), provenance=segmenter.provenance(input_path))
+    write_analysis(analysis, strip_nifti_suffix(lesion), provenance=segmenter.provenance(input_path),
+                   hash_sources=False)  # the masks are written after this: the provenance names them
     return analysis
