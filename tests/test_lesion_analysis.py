@@ -306,3 +306,13 @@ def test_qc_bridge_picture_and_report_columns(tmp_path):
     row = analysis.rows[0]
     d, v = row["interpolated_dorsal_bridge_width [mm]"], row["interpolated_ventral_bridge_width [mm]"]
     assert "Bridges mm" in page and f"{d:.2f} / {v:.2f}" in page and "_bridges_thumb.png" in page
+
+
+def test_analysis_core_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, sct_task_sciseg.analysis, sct_task_sciseg.cli.analyze_lesion; "
+            "print(sorted(m for m in ('torch', 'nnunetv2', 'pandas', 'skimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

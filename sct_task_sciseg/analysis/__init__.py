@@ -4,7 +4,7 @@ Modules: :mod:`.grid` (RPI reorientation, slice numbers back in the input's indi
 (SCT's B-spline centreline and angles), :mod:`.midsagittal` (the shared midsagittal slice), :mod:`.measures`
 (volume, length, width, diameter, damage ratio, midsagittal extent), :mod:`.bridges` (tissue bridges),
 :mod:`.rows` and :mod:`.table` (rows, columns, CSV), :mod:`.analyze` (entry points), :mod:`.files` (masks from
-files), :mod:`.writer` (CSV, label image, JSON sidecar).
+files), :mod:`.writer` (CSV, label image, JSON sidecar), :mod:`.phantoms` (analytic test objects).
 """
 from .analyze import (SCT_CONNECTIVITY, LesionAnalysis, LesionDetail, analyze_label_map, analyze_lesions,
                       analyze_masks)

@@ -19,7 +19,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ..io.components import label_components
 from .bridges import Bridges, measure_bridges
-from .centerline import Angles, cord_angles
+from .centerline import Angles, SliceSums, cord_angles
 from .grid import Grid
 from .measures import CordContext, Lesion, image_stats, sct_measures, volume
 from .midsagittal import Midsagittal, choose
@@ -76,20 +76,22 @@ def _data(img) -> np.ndarray:
 
 
 def _bbox(mask: np.ndarray):
-    """Slices of the bounding box of a 3-D mask (empty slices for an empty mask)."""
-    out = []
-    for axis in range(3):
-        hit = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
-    return tuple(out)
+    """Slices of the bounding box of a 3-D mask (empty slices for an empty mask); one pass over the mask."""
+    hit_z = np.nonzero(mask.any(axis=(0, 1)))[0]
+    if not hit_z.size:
+        return slice(0, 0), slice(0, 0), slice(0, 0)
+    zs = slice(int(hit_z[0]), int(hit_z[-1]) + 1)
+    slab = mask[:, :, zs]
+    hit_x, hit_y = np.nonzero(slab.any(axis=(1, 2)))[0], np.nonzero(slab.any(axis=(0, 2)))[0]
+    return slice(int(hit_x[0]), int(hit_x[-1]) + 1), slice(int(hit_y[0]), int(hit_y[-1]) + 1), zs
 
 
 def _relabel(lesion: np.ndarray, cord: Optional[np.ndarray], connectivity: int):
-    """(ids 1..n of the analysed lesions inside the cord, voxels outside per analysed id, components wholly
-    outside, voxels outside in total). Works in the lesion mask's bounding box."""
+    """(ids 1..n of the analysed lesions inside the cord, on the lesion mask's bounding box; the box; voxels
+    outside per analysed id; components wholly outside; voxels outside in total)."""
     box = _bbox(lesion)
     if not lesion[box].size:
-        return np.zeros(lesion.shape, dtype=np.int32), box, [], 0, 0
+        return np.zeros((0, 0, 0), dtype=np.int32), box, [], 0, 0
     raw, n = label_components(lesion[box], connectivity)
     inside = raw if cord is None else np.where(cord[box], raw, 0)
     n_in = np.bincount(inside.ravel(), minlength=n + 1)
@@ -97,10 +99,8 @@ def _relabel(lesion: np.ndarray, cord: Optional[np.ndarray], connectivity: int):
     kept = [k for k in range(1, n + 1) if n_in[k]]
     lookup = np.zeros(n + 1, dtype=np.int32)
     lookup[kept] = np.arange(1, len(kept) + 1)
-    ids = np.zeros(lesion.shape, dtype=np.int32)
-    ids[box] = lookup[inside]
     outside = [int(n_all[k] - n_in[k]) for k in kept]
-    return ids, box, outside, n - len(kept), int(n_all[1:].sum() - n_in[1:].sum())
+    return lookup[inside], box, outside, n - len(kept), int(n_all[1:].sum() - n_in[1:].sum())
 
 
 def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = False, *,
@@ -119,15 +119,15 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     cord = grid.to_rpi(_data(cord_img) != 0) if cord_img is not None else None
     ids, box, outside, gone, n_outside = _relabel(lesion, cord, connectivity)
     crops = []
-    for k, b in enumerate(ndimage.find_objects(ids[box]) if ids[box].size else []):
-        b = tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(b, box))
-        crops.append(Lesion(ids[b] == k + 1, tuple(s.start for s in b), ids.shape))
-    mid, angles = None, Angles.flat(grid.rpi_shape[2])
+    for k, b in enumerate(ndimage.find_objects(ids) if ids.size else []):
+        origin = tuple(s.start + o.start for s, o in zip(b, box))
+        crops.append(Lesion(ids[b] == k + 1, origin, lesion.shape))
+    mid, angles, ctx = None, Angles.flat(grid.rpi_shape[2]), None
     if cord is not None and crops:
-        largest = crops[int(np.argmax([volume(c, zooms) for c in crops]))]
-        mid = choose(largest, cord)
-        angles = cord_angles(cord, zooms)
-    ctx = CordContext.of(cord, zooms, angles, mid, box[2]) if cord is not None else None
+        sums = SliceSums.of(cord)
+        mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
+        angles = cord_angles(sums, zooms)
+        ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
     image = grid.to_rpi(_data(image_img)) if image_img is not None else None
     details, rows = [], []
     for k, crop in enumerate(crops):
@@ -146,7 +146,7 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     if not rows:
         rows = [zero_row(n_outside, gone, zooms, cord is not None)]
     summary = summary_of(rows if crops else [], grid, mid, n_outside, gone, zooms)
-    label_img = _label_image(ids, grid, lesion_img)
+    label_img = _label_image(ids, box, grid, lesion_img)
     params = {"connectivity": connectivity, "perslice": bool(perslice), "cord": cord_img is not None,
               "image": image_name if image is not None else None}
     return LesionAnalysis(rows, names, summary, label_img, grid, details, cord, mid, params)
@@ -163,13 +163,16 @@ def _per_slice_numbers(details: List[LesionDetail], grid: Grid) -> List[int]:
     return seen
 
 
-def _label_image(ids: np.ndarray, grid: Grid, reference) -> nib.Nifti1Image:
-    """The lesion ids on the input grid, with the lesion mask's affine, qform/sform and units."""
+def _label_image(ids: np.ndarray, box, grid: Grid, reference) -> nib.Nifti1Image:
+    """The lesion ids (given on ``box`` of the RPI grid) on the input grid, with the lesion mask's affine,
+    qform/sform and units."""
     n = int(ids.max()) if ids.size else 0
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
+    full = np.zeros(grid.rpi_shape, dtype=dtype)
+    full[box] = ids
     hdr = reference.header.copy()
     hdr.set_data_dtype(dtype)
-    out = nib.Nifti1Image(grid.from_rpi(ids).astype(dtype), reference.affine, hdr)
+    out = nib.Nifti1Image(grid.from_rpi(full), reference.affine, hdr)
     out.set_qform(reference.header.get_qform(), code=int(reference.header["qform_code"]))
     out.set_sform(reference.header.get_sform(), code=int(reference.header["sform_code"]))
     out.header["scl_slope"], out.header["scl_inter"] = 1.0, 0.0

@@ -33,15 +33,30 @@ class Angles:
         return cls(np.zeros(nz), np.zeros(nz), False)
 
 
-def slice_means(cord: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z, mean x, mean y) over the axial slices of an RPI mask that hold any voxel."""
-    x, y, z = np.nonzero(cord)
-    nz = cord.shape[2]
-    counts = np.bincount(z, minlength=nz)
-    zs = np.nonzero(counts)[0]
-    sx = np.bincount(z, weights=x, minlength=nz)[zs]
-    sy = np.bincount(z, weights=y, minlength=nz)[zs]
-    return zs.astype(float), sx / counts[zs], sy / counts[zs]
+@dataclass(frozen=True)
+class SliceSums:
+    """Per axial slice (RPI z) of a mask: voxel count and the sums of its x and y indices (one pass)."""
+
+    count: np.ndarray
+    sum_x: np.ndarray
+    sum_y: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> "SliceSums":
+        x, y, z = np.nonzero(mask)
+        nz = mask.shape[2]
+        return cls(np.bincount(z, minlength=nz), np.bincount(z, weights=x, minlength=nz),
+                   np.bincount(z, weights=y, minlength=nz))
+
+    def mean_x(self, z: int) -> float:
+        """The slice's centre of mass along R-L (the same number as ``ndimage.center_of_mass``: integer sums)."""
+        return self.sum_x[z] / self.count[z]
+
+
+def slice_means(sums: SliceSums) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, mean x, mean y) over the axial slices that hold any voxel."""
+    zs = np.nonzero(sums.count)[0]
+    return zs.astype(float), sums.sum_x[zs] / sums.count[zs], sums.sum_y[zs] / sums.count[zs]
 
 
 def bspline(z: np.ndarray, v: np.ndarray, z_ref: np.ndarray, smooth: float, pz: float):
@@ -55,10 +70,11 @@ def bspline(z: np.ndarray, v: np.ndarray, z_ref: np.ndarray, smooth: float, pz: 
     return interpolate.splev(z_ref, tck, der=0), interpolate.splev(z_ref, tck, der=1)
 
 
-def cord_angles(cord: np.ndarray, zooms: Tuple[float, float, float], smooth: float = SMOOTH) -> Angles:
-    """Angles of the fitted centreline of an RPI cord mask on every axial slice."""
-    nz = cord.shape[2]
-    z, mx, my = slice_means(cord)
+def cord_angles(cord, zooms: Tuple[float, float, float], smooth: float = SMOOTH) -> Angles:
+    """Angles of the fitted centreline of an RPI cord mask (or its :class:`SliceSums`) on every axial slice."""
+    sums = cord if isinstance(cord, SliceSums) else SliceSums.of(cord)
+    nz = len(sums.count)
+    z, mx, my = slice_means(sums)
     if len(z) < 2:
         return Angles.flat(nz)
     px, py, pz = zooms

@@ -17,29 +17,34 @@ from .midsagittal import Midsagittal
 
 @dataclass
 class CordContext:
-    """What every lesion of a scan is measured against: the cord (RPI, boolean) and, on the axial slices
-    ``z0 ..`` that hold lesion, its area and its A-P extent per (x, z) column."""
+    """What every lesion of a scan is measured against: the cord (RPI, boolean) and, on the columns
+    ``x0 ..`` / slices ``z0 ..`` that the lesions and the midsagittal slices reach, its A-P extent per (x, z)."""
 
     cord: np.ndarray
     zooms: Tuple[float, float, float]
     angles: Angles
     mid: Optional[Midsagittal]
+    area: np.ndarray  # cord voxels per axial slice (all slices)
+    x0: int
     z0: int
-    area: np.ndarray  # cord voxels per axial slice z0..
-    first: np.ndarray  # (nx, nz'): first (most dorsal) cord index along A-P, -1 where none
-    last: np.ndarray  # (nx, nz'): last (most ventral) cord index along A-P, -1 where none
-    count: np.ndarray  # (nx, nz'): cord voxels along A-P
+    first: np.ndarray  # (nx', nz'): first (most dorsal) cord index along A-P, -1 where none
+    last: np.ndarray  # (nx', nz'): last (most ventral) cord index along A-P, -1 where none
+    count: np.ndarray  # (nx', nz'): cord voxels along A-P
 
     @classmethod
-    def of(cls, cord: np.ndarray, zooms, angles: Angles, mid: Optional[Midsagittal],
-           z_range: slice = slice(None)) -> "CordContext":
-        part = cord[:, :, z_range]
+    def of(cls, cord: np.ndarray, zooms, angles: Angles, mid: Optional[Midsagittal], area: np.ndarray,
+           box: Tuple[slice, slice, slice]) -> "CordContext":
+        """``box``: the lesions' bounding box (RPI); the midsagittal slices are added to its R-L range."""
+        x0, x1 = box[0].start, box[0].stop
+        if mid is not None:
+            x0, x1 = min(x0, mid.slices[0]), max(x1, mid.slices[1] + 1)
+        part = cord[x0:x1, :, box[2]]
         first, last, count = column_extent(part, 0)
-        return cls(cord, tuple(zooms), angles, mid, z_range.start or 0, part.sum(axis=(0, 1)), first, last, count)
+        return cls(cord, tuple(zooms), angles, mid, area, x0, box[2].start, first, last, count)
 
     def at(self, values: np.ndarray, x, z):
         """A per-column array (``first``/``last``/``count``) at RPI (x, z)."""
-        return values[x, np.asarray(z) - self.z0]
+        return values[np.asarray(x) - self.x0, np.asarray(z) - self.z0]
 
 
 def column_extent(mask: np.ndarray, y0: int):
@@ -99,8 +104,7 @@ def sct_measures(lesion: Lesion, ctx: CordContext) -> Dict[str, float]:
         "width [mm]": max(widths),
         "max_equivalent_diameter [mm]": 2 * np.sqrt(max(
             max(n * np.cos(a3[z]) * px * py for n, z in zip(areas, zs)), 0.0) / np.pi),
-        "max_axial_damage_ratio []": np.max([(n * px * py) / (ctx.area[z - ctx.z0] * px * py)
-                                             for n, z in zip(areas, zs)]),
+        "max_axial_damage_ratio []": np.max([(n * px * py) / (ctx.area[z] * px * py) for n, z in zip(areas, zs)]),
     }
     out.update(midsagittal_extent(lesion, ctx))
     return out

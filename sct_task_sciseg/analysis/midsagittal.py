@@ -47,16 +47,17 @@ class Midsagittal:
         return (1 - f) * volume[s1, :, :] + f * volume[s2, :, :]
 
 
-def choose(largest, cord: np.ndarray) -> Optional[Midsagittal]:
-    """The midsagittal slice from the largest lesion (a :class:`~.measures.Lesion` crop) and the RPI cord."""
+def choose(largest, cord_sums) -> Optional[Midsagittal]:
+    """The midsagittal slice from the largest lesion (a :class:`~.measures.Lesion` crop) and the cord's
+    :class:`~.centerline.SliceSums`."""
     if not largest.mask.any():
         return None
-    nz = cord.shape[2]
+    nz = len(cord_sums.count)
     z_center = int(round(ndimage.center_of_mass(largest.mask)[2] + largest.origin[2]))
     zs = [z for z in range(z_center - HALF_WINDOW, z_center + HALF_WINDOW + 1) if 0 <= z < nz]
-    xs = [ndimage.center_of_mass(cord[:, :, z])[0] for z in zs if cord[:, :, z].any()]
+    xs = [cord_sums.mean_x(z) for z in zs if cord_sums.count[z]]
     if not xs:
-        xs = [ndimage.center_of_mass(cord[:, :, z])[0] for z in largest.z_slices if cord[:, :, z].any()]
+        xs = [cord_sums.mean_x(z) for z in largest.z_slices if cord_sums.count[z]]
     if not xs:
         return None
     x = float(np.mean(xs))
