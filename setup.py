@@ -48,6 +48,7 @@ setup(
         "console_scripts": [
             "sciseg=sct_task_sciseg.cli:main",
             "sct_deepseg_sciseg=sct_task_sciseg.sct:deepseg_main",
+            "sciseg_analyze_lesion=sct_task_sciseg.cli.analyze_lesion:main",
         ],
         "sct_task_sciseg.tasks": [
             "seg_sc_lesion_t2w_sci=sct_task_sciseg.tasks:SCISEG",

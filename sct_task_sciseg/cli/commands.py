@@ -92,21 +92,46 @@ def cmd_segment(args) -> int:
                           precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
                           fast=args.fast, soft=bool(args.soft))
     configure_process(args.threads)
-    on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
+    if args.analyze and not segmenter.task.labels.finding:
+        err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
+        return 2
+    on_result = (lambda job, result: _write_qc(args, segmenter, job, result)) if args.qc else None
     t0 = time.perf_counter()
     jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
-                     error=err)
+                     error=err, analyze=args.analyze)
+    if args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
+        _write_cohort(args, segmenter, items, jobs)
     if len(jobs) > 1 and args.v:
         print(summary(jobs, time.perf_counter() - t0))
     return 1 if any(j.status == "failed" for j in jobs) else 0
 
 
-def _write_qc(args, segmenter, path: Path, result) -> None:
+def _write_cohort(args, segmenter, items, jobs) -> None:
+    from ..batch.analysis import job_analysis_paths
+    from ..batch.cohort import from_sidecar, write_cohort
+    from ..io.naming import is_output_folder
+
+    scans = []
+    for job in jobs:
+        if job.analysis is not None:
+            scans.append((job.path, job.analysis.rows, job.analysis.summary))
+        elif job.status == "skipped":
+            found = from_sidecar(job_analysis_paths(segmenter.task, job.outputs)["json"])
+            if found is not None:
+                scans.append((job.path, *found))
+    folder = (Path(args.o) if is_output_folder(args.o)
+              else Path(os.path.commonpath([str(it.path.resolve().parent) for it in items])))
+    path = write_cohort(scans, folder)
+    if args.v:
+        print(f"cohort table: {path} ({len(scans)} scans)")
+
+
+def _write_qc(args, segmenter, job, result) -> None:
     from ..qc import Roles, write_qc
-    write_qc(Path(args.qc), path, result.image, result.masks,
+    write_qc(Path(args.qc), job.path, result.image, result.masks,
              model_tag=segmenter.model.tag if segmenter.model else "custom", task_name=segmenter.task.name,
              dataset=args.qc_dataset, subject=args.qc_subject, session=None, bids_root=None,
-             roles=Roles.of(segmenter.task.labels))
+             roles=Roles.of(segmenter.task.labels), analysis=job.analysis)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -9,6 +9,7 @@ EPILOG = """\
 examples:
   sciseg -i sub-01_T2w.nii.gz                      # → sub-01_T2w_sc_seg.nii.gz, sub-01_T2w_lesion_seg.nii.gz
   sciseg -i a.nii.gz b.nii.gz -o out/              # several inputs, model loaded once
+  sciseg -i bids/ -o derivatives/sciseg/ -analyze  # + lesion morphometrics and one cohort table
   sciseg -install-task seg_sc_lesion_t2w_sci       # default release (r20240729, SCIsegV2)
   sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
   SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
+    an = p.add_argument_group("lesion analysis")
+    an.add_argument("-analyze", action="store_true",
+                    help="after segmenting, measure every lesion as SCT 7.3's sct_analyze_lesion does: "
+                         "<in>_lesion_seg_analysis.csv, <in>_lesion_seg_label.nii.gz and a JSON sidecar next to "
+                         "the masks; a batch also writes lesion_analysis_cohort.csv under the output folder")
     qc = p.add_argument_group("quality control")
     qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
     qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
