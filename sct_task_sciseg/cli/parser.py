@@ -13,6 +13,8 @@ examples:
   sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
   SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
   sciseg -demo                                     # offline: phantom → masks → Dice
+  sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
+  sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
 
 post-processing (class-aware, all off by default):
   -largest      keeps the largest connected CORD component (lesions outside it are dropped with it)
@@ -54,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
     inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
+    inf.add_argument("-threads", type=int, default=None,
+                     help="CPU threads for the network (default: all cores); with -scheduler: threads per worker")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                      help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
                           "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
@@ -72,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
+    cl = p.add_argument_group("cluster (Dask distributed; pip install \"sct_task_sciseg[cluster]\")")
+    cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|slurm", default=None,
+                    help="run one task per scan on a Dask cluster: local (this machine), a running scheduler, "
+                         "or SLURM jobs (dask-jobqueue); default: this process")
+    cl.add_argument("-workers", type=int, default=None, metavar="N",
+                    help="local: worker processes (default: as many as cores and memory allow)")
+    cl.add_argument("-cluster-config", metavar="FILE.yaml", default=None,
+                    help="Dask configuration file (jobqueue.slurm.*: queue, account, cores, memory, walltime, "
+                         "job-script-prologue, ...), as ~/.config/dask/jobqueue.yaml; flags override it")
+    cl.add_argument("-slurm-queue", default=None, metavar="PARTITION", help="SLURM partition")
+    cl.add_argument("-slurm-account", default=None, help="SLURM account")
+    cl.add_argument("-slurm-cores", type=int, default=None, help="cores per job")
+    cl.add_argument("-slurm-memory", default=None, metavar="SIZE", help="memory per job (e.g. 32GB)")
+    cl.add_argument("-slurm-walltime", default=None, metavar="HH:MM:SS", help="walltime per job")
+    cl.add_argument("-slurm-jobs", type=int, default=1, metavar="N", help="number of jobs (default 1)")
+    cl.add_argument("-slurm-prologue", action="append", default=[], metavar="LINE",
+                    help="shell line run before each worker starts (module load, venv activation); repeatable")
     qc = p.add_argument_group("quality control")
     qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
     qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
