@@ -89,6 +89,7 @@ def test_cluster_shape_never_oversubscribes():
     gib = 2 ** 30
     assert cluster_shape(2, 64 * gib) == (2, 1)
     assert cluster_shape(16, 24 * gib) == (8, 2)  # memory for 8 workers: the other cores become threads
+    assert cluster_shape(8, 16 * gib) == (4, 2)  # memory for 5: 4 × 2 fills the cores, 5 × 1 would not
     assert cluster_shape(16, 64 * gib, threads=4) == (4, 4)
     assert cluster_shape(16, 64 * gib, workers=3) == (3, 5)
     assert cluster_shape(2, 1 * gib) == (1, 2)
@@ -169,13 +170,12 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
             pids = watcher.run(os.getpid)
             victim = next(a for a, pid in pids.items() if pid == procs[1].pid)
             out = tmp_path / "deriv"
-            log = open(tmp_path / "sciseg.log", "w")
             run = subprocess.Popen(
                 [str(Path(sys.executable).with_name("sciseg")), "-i", str(dataset), "-o", f"{out}/",
-                 "-scheduler", address, "-v", "2"], stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
+                 "-scheduler", address, "-v", "2"], stdout=open(tmp_path / "sciseg.log", "w"),
+                stderr=open(tmp_path / "sciseg.err", "w"), env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
             killed = _kill_mid_scan(watcher, victim, procs[1], out, run)
-            assert run.wait(timeout=300) == 0, (tmp_path / "sciseg.log").read_text()
+            assert run.wait(timeout=300) == 0, (tmp_path / "sciseg.err").read_text()
             assert watcher.run_on_scheduler(_allowed_failures) == 3
         text = (tmp_path / "sciseg.log").read_text()
         assert re.search(rf"^scheduler {re.escape(address)}: 2 workers; dashboard: http://127\.0\.0\.1:\d+/status$",

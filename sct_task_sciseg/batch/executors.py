@@ -50,18 +50,19 @@ def machine_memory() -> Optional[int]:
 
 def cluster_shape(cores: int, memory: Optional[int] = None, workers: Optional[int] = None,
                   threads: Optional[int] = None) -> Tuple[int, int]:
-    """(worker processes, threads each) for ``cores`` cores and ``memory`` bytes, never more threads in all
-    than cores unless both are given. Default: one thread per worker and as many workers as cores and memory
-    allow (processes scale better than threads: reading, resampling and writing are single-threaded, see
-    benchmarks/results/cluster_throughput.md); cores left over by the memory cap become threads."""
+    """(worker processes, threads each) for ``cores`` cores and ``memory`` bytes; never more threads in all
+    than cores, unless both are given. Default: as many workers as cores, fewer when memory holds fewer
+    (:data:`WORKER_MEMORY` each), the cores then shared out as threads (8 cores, 16 GB: 4 × 2)."""
     cores = max(1, int(cores))
     if workers and threads:
         return int(workers), int(threads)
     if threads:
         return max(1, cores // int(threads)), int(threads)
-    if not workers:
-        workers = cores if memory is None else max(1, min(cores, int(memory // WORKER_MEMORY)))
-    return int(workers), max(1, cores // int(workers))
+    if workers:
+        return int(workers), max(1, cores // int(workers))
+    most = cores if memory is None else max(1, min(cores, int(memory // WORKER_MEMORY)))
+    threads = -(-cores // most)  # ceil: the fewest threads per worker that fill the cores
+    return max(1, cores // threads), threads
 
 
 @dataclass(frozen=True)
