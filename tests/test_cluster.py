@@ -39,13 +39,17 @@ def _cache(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
-    """A BIDS dataset of small synthetic T2w phantoms, one per subject."""
-    from sct_task_sciseg.demo.phantom import make_phantom
+    """A BIDS dataset of small synthetic T2w phantoms, one per subject (drawn in a fresh process, whatever
+    state earlier tests left this one's thread pools in)."""
     root = tmp_path_factory.mktemp("bids")
-    for i in range(1, N_SCANS + 1):
-        anat = root / f"sub-{i:02d}" / "anat"
-        anat.mkdir(parents=True)
-        nib.save(make_phantom(i)[0], str(anat / f"sub-{i:02d}_T2w.nii.gz"))
+    code = ("import sys, nibabel as nib\n"
+            "from pathlib import Path\n"
+            "from sct_task_sciseg.demo.phantom import make_phantom\n"
+            f"for i in range(1, {N_SCANS + 1}):\n"
+            f"    anat = Path({str(root)!r}) / f'sub-{{i:02d}}' / 'anat'\n"
+            "    anat.mkdir(parents=True)\n"
+            "    nib.save(make_phantom(i)[0], str(anat / f'sub-{i:02d}_T2w.nii.gz'))\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     (root / "dataset_description.json").write_text('{"Name": "phantoms", "BIDSVersion": "1.8.0"}')
     return root
 
@@ -148,7 +152,7 @@ def _start(args, log: Path, cwd: Path, env: dict) -> subprocess.Popen:
 @needs_dask
 def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_dir, serial, tmp_path):
     """`dask scheduler` + two `dask worker` processes (no nanny, run elsewhere, with no models folder of their
-    own); one is SIGKILLed while it segments a scan; the CLI run completes with every output once."""
+    own); one is SIGKILLed while it segments a scan; the CLI run (with -qc) completes with every output once."""
     from distributed import Client
 
     elsewhere = tmp_path / "elsewhere"
@@ -170,10 +174,11 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
             pids = watcher.run(os.getpid)
             victim = next(a for a, pid in pids.items() if pid == procs[1].pid)
             out = tmp_path / "deriv"
-            run = subprocess.Popen(
-                [str(Path(sys.executable).with_name("sciseg")), "-i", str(dataset), "-o", f"{out}/",
-                 "-scheduler", address, "-v", "2"], stdout=open(tmp_path / "sciseg.log", "w"),
-                stderr=open(tmp_path / "sciseg.err", "w"), env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
+            cmd = [str(Path(sys.executable).with_name("sciseg")), "-i", str(dataset), "-o", f"{out}/",
+                   "-scheduler", address, "-v", "2", "-qc", str(tmp_path / "qc")]
+            run = subprocess.Popen(cmd, stdout=open(tmp_path / "sciseg.log", "w"),
+                                   stderr=open(tmp_path / "sciseg.err", "w"),
+                                   env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
             killed = _kill_mid_scan(watcher, victim, procs[1], out, run)
             assert run.wait(timeout=300) == 0, (tmp_path / "sciseg.err").read_text()
             assert watcher.run_on_scheduler(_allowed_failures) == 3
@@ -182,6 +187,11 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
                          text, re.M), text
         assert f"done: {N_SCANS} segmented, 0 failed, 0 skipped" in text
         _assert_same(_outputs(out), serial)
+        # QC drawn by the workers into one report: one entry per scan (the retried one replaced, not doubled)
+        entries = [json.loads(p.read_text()) for p in (tmp_path / "qc" / "entries").glob("*.json")]
+        assert sorted(e["subject"] for e in entries) == [f"sub-{i:02d}" for i in range(1, N_SCANS + 1)]
+        index = (tmp_path / "qc" / "index.html").read_text()
+        assert all(f"sub-{i:02d}_T2w.nii.gz" in index for i in range(1, N_SCANS + 1))
         # the killed worker's scan was segmented again, on the other worker
         workers = dict(re.findall(r"\] \S*/(sub-\d+_T2w)\.nii\.gz → .*\n  stats: .*\"worker\": \"([^\"]+)\"", text))
         assert len(workers) == N_SCANS and workers[killed] != victim
