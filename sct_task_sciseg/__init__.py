@@ -6,14 +6,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Segmenter", "SegmenterConfig", "PostProcessing", "segment", "get_task", "install",
-           "configure_process"]
+__all__ = ["__version__", "Segmenter", "SegmenterConfig", "PostProcessing", "segment", "segment_many", "get_task",
+           "install", "configure_process"]
 
 
 def __getattr__(name: str) -> Any:  # lazy public API (PEP 562)
     if name in ("Segmenter", "SegmenterConfig", "PostProcessing", "segment"):
         from . import pipeline
         return getattr(pipeline, name)
+    if name == "segment_many":  # many scans, here or on a Dask cluster (Dask is imported only then)
+        from .batch.executors import segment_many
+        return segment_many
     if name == "get_task":
         from .tasks import get_task
         return get_task

@@ -103,17 +103,23 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
 
 def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *, overwrite: bool = False,
               verbose: int = 1, on_result: Optional[Callable] = None,
-              error: Callable[[str], None] = _stderr_error, analyze: bool = False) -> List[Job]:
+              error: Callable[[str], None] = _stderr_error, analyze: bool = False, executor=None) -> List[Job]:
     """Segment ``items`` with one loaded model; returns one :class:`Job` per input with its status.
 
-    ``on_result(job, result)`` runs in the main thread after each prediction (QC pictures, ...); with
-    ``analyze`` the lesion analysis runs and is written before it (``job.analysis``).
+    ``on_result(job, result)`` runs after each prediction (QC pictures, ...): in this process's main thread,
+    or, with an ``executor`` (:mod:`sct_task_sciseg.batch.executors`), where the scan ran (it must then be
+    picklable; what it sets on the job comes back). With ``analyze`` the lesion analysis runs and is written
+    before it (``job.analysis``). Planning, resume, progress and reporting are the same.
     """
     jobs = [Job(it) for it in items]
     progress = Progress(len(jobs), enabled=verbose > 0)
     todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
     if todo:
-        _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze).run()
+        pipeline = _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze)
+        if executor is None:
+            pipeline.run()
+        else:  # each scan runs elsewhere; its finished job is reported here as it comes back
+            executor.run(segmenter, todo, on_result, pipeline._finish, analyze=analyze)
     progress.close()
     return jobs
 
@@ -223,9 +229,10 @@ class _Pipeline:
                 job.status, job.reason = "failed", f"{job.path}: cannot write outputs ({exc})"
             self._finish(job, t0)
 
-    def _finish(self, job: Job, t0: float) -> None:
+    def _finish(self, job: Job, t0: Optional[float] = None) -> None:
         with self.done_lock:
-            job.seconds = time.perf_counter() - t0
+            if t0 is not None:  # None: timed where it ran
+                job.seconds = time.perf_counter() - t0
             self.progress.step()
             if job.status == "failed":
                 self.progress.error(self.error, job.reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -74,11 +75,11 @@ def _output_folder_problem(args, items) -> Optional[int]:
 
 
 def cmd_segment(args) -> int:
-    from ..batch import expand, run_batch, summary
-    from ..inference.tuning import configure_process
-    from ..pipeline import Segmenter
-
     pp = _postprocessing(args)
+    from ..batch import expand
+    if args.scheduler:
+        from ..batch.executors import require_dask
+        require_dask(slurm=args.scheduler == "slurm")  # before any work: one line saying what to install
     items = expand(args.i)
     if not items:
         err(f"{' '.join(args.i)}: no NIfTI input found")
@@ -86,19 +87,33 @@ def cmd_segment(args) -> int:
     problem = _output_folder_problem(args, items)
     if problem is not None:
         return problem
-    segmenter = Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=args.threads,
+    if not args.scheduler:
+        return _run(args, items, pp, args.threads, None)
+    from ..batch.executors import open_cluster
+    with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
+        return _run(args, items, pp, threads, executor)
+
+
+def _run(args, items, pp, threads: Optional[int], executor) -> int:
+    """The batch, in this process (``executor`` None) or one task per scan on a cluster."""
+    from ..batch import run_batch, summary
+    from ..inference.tuning import configure_process
+    from ..pipeline import Segmenter
+
+    segmenter = Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=threads,
                           tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                           folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0,
                           precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
                           fast=args.fast, soft=bool(args.soft))
-    configure_process(args.threads)
+    if executor is None:
+        configure_process(threads)
     if args.analyze and not segmenter.task.labels.finding:
         err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
         return 2
-    on_result = (lambda job, result: _write_qc(args, segmenter, job, result)) if args.qc else None
+    on_result = _QCWriter.of(args, segmenter) if args.qc else None
     t0 = time.perf_counter()
     jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
-                     error=err, analyze=args.analyze)
+                     error=err, analyze=args.analyze, executor=executor)
     if args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
         _write_cohort(args, segmenter, items, jobs)
     if len(jobs) > 1 and args.v:
@@ -126,12 +141,37 @@ def _write_cohort(args, segmenter, items, jobs) -> None:
         print(f"cohort table: {path} ({len(scans)} scans)")
 
 
-def _write_qc(args, segmenter, job, result) -> None:
-    from ..qc import Roles, write_qc
-    write_qc(Path(args.qc), job.path, result.image, result.masks,
-             model_tag=segmenter.model.tag if segmenter.model else "custom", task_name=segmenter.task.name,
-             dataset=args.qc_dataset, subject=args.qc_subject, session=None, bids_root=None,
-             roles=Roles.of(segmenter.task.labels), analysis=job.analysis)
+def _cluster_spec(args):
+    from ..batch.executors import ClusterSpec, SlurmOptions
+    slurm = SlurmOptions(queue=args.slurm_queue, account=args.slurm_account, cores=args.slurm_cores,
+                         memory=args.slurm_memory, walltime=args.slurm_walltime, jobs=args.slurm_jobs,
+                         prologue=tuple(args.slurm_prologue), config_file=args.cluster_config)
+    return ClusterSpec(args.scheduler, workers=args.workers, threads=args.threads, slurm=slurm)
+
+
+@dataclass(frozen=True)
+class _QCWriter:
+    """``-qc DIR`` for one segmented scan (picklable: on a cluster it runs on the worker that segmented it;
+    the report's index is shared under a file lock)."""
+
+    qc_dir: str
+    model_tag: str
+    task_name: str
+    roles: object
+    dataset: Optional[str] = None
+    subject: Optional[str] = None
+
+    @classmethod
+    def of(cls, args, segmenter) -> "_QCWriter":
+        from ..qc import Roles
+        return cls(os.path.abspath(args.qc), segmenter.model.tag if segmenter.model else "custom", segmenter.task.name,
+                   Roles.of(segmenter.task.labels), args.qc_dataset, args.qc_subject)
+
+    def __call__(self, job, result) -> None:
+        from ..qc import write_qc
+        write_qc(Path(self.qc_dir), job.path, result.image, result.masks, model_tag=self.model_tag,
+                 task_name=self.task_name, dataset=self.dataset, subject=self.subject, session=None,
+                 bids_root=None, roles=self.roles, analysis=job.analysis)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -14,6 +14,8 @@ examples:
   sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
   SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
   sciseg -demo                                     # offline: phantom → masks → Dice
+  sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
+  sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
 
 post-processing (class-aware, all off by default):
   -largest      keeps the largest connected CORD component (lesions outside it are dropped with it)
@@ -27,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
+    _inputs_and_models(p)
+    _postprocessing(p)
+    _inference(p)
+    _analysis_and_cluster(p)
+    _qc_and_other(p)
+    return p
+
+
+def _inputs_and_models(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input/output")
     io.add_argument("-i", nargs="+", metavar="FILE", help="input image(s): NIfTI files, folders or a BIDS dataset")
     io.add_argument("-o", metavar="OUT", help="output base (X.nii.gz → X_sc_seg.nii.gz) or folder (ends with /)")
@@ -41,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "SCT's data/deepseg_models inside SCT, else the user data folder)")
     mdl.add_argument("-force", action="store_true", help="reinstall even if installed and intact")
     mdl.add_argument("-list-tasks", action="store_true", help="list tasks with installed and available releases")
+
+
+def _postprocessing(p: argparse.ArgumentParser) -> None:
     pp = p.add_argument_group("post-processing (see below)")
     pp.add_argument("-thr", type=float, default=None, help="region probability threshold (default: nnU-Net's 0.5)")
     pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
@@ -53,13 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "soft >= T, before post-processing)")
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
                     help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
+
+
+def _inference(p: argparse.ArgumentParser) -> None:
     inf = p.add_argument_group("inference")
     inf.add_argument("-test-time-aug", action="store_true", help="mirror test-time augmentation (slower)")
     inf.add_argument("-tile-step-size", type=float, default=None, help="sliding-window step (default 0.5)")
     inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
     inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
+    inf.add_argument("-threads", type=int, default=None,
+                     help="CPU threads for the network (default: all cores); with -scheduler: threads per worker")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                      help="network precision. auto (default): fp32 on every CPU, through OpenVINO when installed "
                           "(0 voxels differ from fp32 on the 10 benchmark inputs; tests bound it at 0.02%% of the "
@@ -80,11 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
+
+
+def _analysis_and_cluster(p: argparse.ArgumentParser) -> None:
     an = p.add_argument_group("lesion analysis")
     an.add_argument("-analyze", action="store_true",
                     help="after segmenting, measure every lesion as SCT 7.3's sct_analyze_lesion does: "
                          "<in>_lesion_seg_analysis.csv, <in>_lesion_seg_label.nii.gz and a JSON sidecar next to "
                          "the masks; a batch also writes lesion_analysis_cohort.csv under the output folder")
+    cl = p.add_argument_group("cluster (Dask distributed; pip install \"sct_task_sciseg[cluster]\")")
+    cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|slurm", default=None,
+                    help="run one task per scan on a Dask cluster: local (this machine), a running scheduler, "
+                         "or SLURM jobs (dask-jobqueue); default: this process")
+    cl.add_argument("-workers", type=int, default=None, metavar="N",
+                    help="local: worker processes (default: as many as cores and memory allow)")
+    cl.add_argument("-cluster-config", metavar="FILE.yaml", default=None,
+                    help="Dask configuration file (jobqueue.slurm.*: queue, account, cores, memory, walltime, "
+                         "job-script-prologue, ...), as ~/.config/dask/jobqueue.yaml; flags override it")
+    cl.add_argument("-slurm-queue", default=None, metavar="PARTITION", help="SLURM partition")
+    cl.add_argument("-slurm-account", default=None, help="SLURM account")
+    cl.add_argument("-slurm-cores", type=int, default=None, help="cores per job")
+    cl.add_argument("-slurm-memory", default=None, metavar="SIZE", help="memory per job (e.g. 32GB)")
+    cl.add_argument("-slurm-walltime", default=None, metavar="HH:MM:SS", help="walltime per job")
+    cl.add_argument("-slurm-jobs", type=int, default=1, metavar="N", help="number of jobs (default 1)")
+    cl.add_argument("-slurm-prologue", action="append", default=[], metavar="LINE",
+                    help="shell line run before each worker starts (module load, venv activation); repeatable")
+
+
+def _qc_and_other(p: argparse.ArgumentParser) -> None:
     qc = p.add_argument_group("quality control")
     qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
     qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
@@ -99,4 +140,3 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with -register-sct on SCT 7.x: also route SCT's own lesion_sci_t2 to this package")
     misc.add_argument("-v", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), help="verbosity 0/1/2")
     misc.add_argument("-version", action="version", version=f"sct_task_sciseg {__version__}")
-    return p

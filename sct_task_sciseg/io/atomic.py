@@ -7,10 +7,11 @@ for inputs (``*.nii.gz``) never takes one for an image.
 """
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, List, Union
 
 from ..errors import OutputError
 
@@ -20,6 +21,12 @@ Content = Union[bytes, str, Callable[[object], None]]
 def temp_path(path: Path) -> Path:
     """A fresh temporary name beside ``path`` (hidden, ending in ``.tmp``)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def stale_temps(path: Union[str, Path]) -> List[Path]:
+    """Temporary files of writes of ``path`` (only a process killed while writing leaves one behind)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def atomic_write(path: Union[str, Path], content: Content, mode: int = 0o644) -> Path:
