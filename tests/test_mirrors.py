@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import V2
-from release_server import HTML_PAGE, ReleaseServer
+from release_server import HTML_PAGE
 from sct_task_sciseg.errors import InstallError
 from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.weights import find_installed, install

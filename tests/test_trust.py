@@ -3,13 +3,11 @@ dropped-in folds, swapped checkpoints, replaced releases and malformed model fol
 served from 127.0.0.1 and real processes."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,7 +20,6 @@ from release_server import ReleaseServer
 from sct_task_sciseg.errors import InstallError, ModelError
 from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.weights import find_installed, install
-from sct_task_sciseg.weights import checkpoint_file as cf
 
 torch = pytest.importorskip("torch")
 
@@ -159,6 +156,8 @@ def training_checkpoint():
 
 @pytest.mark.parametrize("restricted", [True, False], ids=["own-unpickler", "weights-only"])
 def test_both_torch_loaders_refuse_payloads_alone_and_load_real_checkpoints(tmp_path, restricted):
+    from sct_task_sciseg.weights import checkpoint_file as cf
+
     if not restricted and not cf.weights_only_available(torch):
         pytest.skip("this torch has no scoped weights_only allow-list")
     marker = tmp_path / "payload-ran"
@@ -181,6 +180,8 @@ def test_both_torch_loaders_refuse_payloads_alone_and_load_real_checkpoints(tmp_
 @pytest.mark.parametrize("opcodes", ["stack-global", "memo"])
 def test_the_scan_sees_globals_named_by_protocol_4_and_memo(tmp_path, opcodes):
     import pickle
+
+    from sct_task_sciseg.weights import checkpoint_file as cf
 
     marker = tmp_path / "payload-ran"
     obj = [Payload(marker)] * 2 if opcodes == "memo" else Payload(marker)
