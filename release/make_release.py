@@ -10,7 +10,9 @@ Writes into ``DIR``:
 - ``NAME.zip``: one root folder (the trainer folder) with ``dataset.json``, ``plans.json`` and
   ``fold_*/checkpoint_final.pth`` (else ``checkpoint_best.pth``), nothing else. Checkpoints are re-saved with
   only what inference reads (``network_weights``, ``trainer_name``, ``init_args``,
-  ``inference_allowed_mirroring_axes``, ``current_epoch``): no optimizer, grad-scaler or logging state. The
+  ``inference_allowed_mirroring_axes``, ``current_epoch``): no optimizer, grad-scaler or logging state, and
+  only plain types (numpy scalars become Python numbers), so that they load with plain
+  ``torch.load(weights_only=True)`` and pass the installer's checkpoint scan (checked before writing). The
   zip is deterministic (sorted members, fixed timestamps and permissions): the same model gives the same sha256.
 - ``NAME.zip.sha256`` (``sha256sum`` format), ``manifest.json``, ``RELEASE_NOTES.md``;
 
@@ -98,8 +100,35 @@ def _share_identical(state: dict) -> dict:
     return out
 
 
+def _plain(value):
+    """``value`` with numpy scalars/arrays turned into Python numbers/lists (containers rebuilt)."""
+    if isinstance(value, dict):
+        return type(value)((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if type(value).__module__ == "numpy":
+        return value.tolist()
+    return value
+
+
+def _check_loadable(data: bytes, path: Path) -> None:
+    """Refuse to write a checkpoint that would not load through plain ``torch.load(weights_only=True)`` or
+    that the installer's scan would refuse."""
+    import torch
+
+    from sct_task_sciseg.weights.checkpoint_file import scan
+
+    try:
+        scan(io.BytesIO(data), path)
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # the scan raises SciSegError, torch UnpicklingError and others
+        raise ReleaseError(f"{path}: the stripped checkpoint does not load safely ({exc})") from exc
+
+
 def strip_checkpoint(path: Path) -> Tuple[bytes, dict]:
-    """The checkpoint re-saved with only the inference keys (deterministic bytes), and its metadata."""
+    """The checkpoint re-saved with only the inference keys, in plain types (deterministic bytes), and its
+    metadata. The input is the author's own training output, read with ``weights_only=False``; the output
+    loads with ``weights_only=True``."""
     import torch
 
     checkpoint = torch.load(str(path), map_location="cpu", weights_only=False)
@@ -109,10 +138,11 @@ def strip_checkpoint(path: Path) -> Tuple[bytes, dict]:
     stripped = {}
     for key in KEEP_KEYS:
         if key in checkpoint:
-            stripped[key] = checkpoint[key]
+            stripped[key] = _plain(checkpoint[key]) if key != "network_weights" else None
     stripped["network_weights"] = _share_identical(checkpoint["network_weights"])
     buf = io.BytesIO()
     torch.save(stripped, buf)
+    _check_loadable(buf.getvalue(), path)
     meta = {
         "trainer_name": stripped["trainer_name"],
         "configuration": stripped["init_args"].get("configuration"),

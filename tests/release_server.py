@@ -2,7 +2,10 @@
 
 Modes (``server.modes[path] = [mode, mode, ...]``, consumed one per request, the last one sticks):
 ``ok`` (honours Range), ``norange`` (ignores Range), ``404``, ``500``, ``truncate`` (announces the full
-length, sends half, closes), ``reset`` (sends half, then a TCP reset), ``slow`` (64 KiB every 50 ms).
+length, sends half, closes), ``reset`` (sends half, then a TCP reset), ``slow`` (64 KiB every 50 ms);
+hostile mirrors: ``trickle`` (announces the full length, then one byte every 0.2 s), ``endless`` (no length:
+the file, then zeros until the client hangs up), ``html`` (a sign-in page as text/html), ``html-binary``
+(the same page as application/octet-stream).
 """
 from __future__ import annotations
 
@@ -14,6 +17,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Dict, List
+
+
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Hospital network</title></head>"
+             b"<body><form>user <input name=u></form></body></html>\n")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -33,6 +40,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._status(404)
         if mode == "500":
             return self._status(500)
+        if mode in ("html", "html-binary", "endless", "trickle"):
+            return self._hostile(mode, file.read_bytes())
         data = file.read_bytes()
         start = 0
         rng = self.headers.get("Range")
@@ -64,10 +73,44 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def _hostile(self, mode: str, data: bytes):
+        self.send_response(200)
+        if mode.startswith("html"):
+            self.send_header("Content-Type", "text/html; charset=utf-8" if mode == "html" else
+                             "application/octet-stream")
+            self.send_header("Content-Length", str(len(HTML_PAGE)))
+            self.end_headers()
+            self.wfile.write(HTML_PAGE)
+            return
+        self.close_connection = True
+        try:
+            if mode == "trickle":
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            else:  # endless
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+                for _ in range(4096):  # 256 MiB at most, should a client never stop
+                    self.wfile.write(bytes(65536))
+        except OSError:  # the client hung up, as it should
+            pass
+
     def _status(self, code: int):
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client hanging up early is expected here
+        import sys
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
 
 
 class ReleaseServer:
@@ -77,7 +120,7 @@ class ReleaseServer:
         self.root = Path(root)
         self.modes: Dict[str, List[str]] = {}
         self.requests: List[tuple] = []
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

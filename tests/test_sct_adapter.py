@@ -162,14 +162,16 @@ def write_fake_sct(root: Path, version: str, broken: bool = False) -> Path:
 
 def make_model_zip(path: Path, folder: str = "nnUNetTrainerDA5__nnUNetPlans__3d_fullres",
                    dataset_name: str = "Dataset501_allSCIsegV2") -> Path:
-    """A structurally valid (not runnable) nnU-Net v2 release zip: enough for the installer and SCT's checks."""
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{folder}/dataset.json", json.dumps({
-            "labels": {"background": 0, "sc": [1, 2], "lesion": 2}, "regions_class_order": [1, 2],
-            "image_orientation": "RPI", "channel_names": {"0": "T2w"}, "file_ending": ".nii.gz"}))
-        zf.writestr(f"{folder}/plans.json", json.dumps({"dataset_name": dataset_name,
-                                                        "configurations": {"3d_fullres": {}}}))
-        zf.writestr(f"{folder}/fold_1/checkpoint_final.pth", os.urandom(2048))
+    """A release zip of the embedded phantom-trained model, under another folder and dataset name."""
+    with zipfile.ZipFile(SCISEG.demo_release.embedded_path()) as src, zipfile.ZipFile(path, "w") as zf:
+        for info in src.infolist():
+            if info.is_dir():
+                continue
+            data = src.read(info)
+            name = info.filename.split("/", 1)[1]
+            if name == "plans.json":
+                data = json.dumps(dict(json.loads(data), dataset_name=dataset_name)).encode()
+            zf.writestr(f"{folder}/{name}", data)
     return path
 
 

@@ -15,7 +15,7 @@ from typing import List, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from ..weights.model_folder import fold_checkpoints
+from ..weights.store import recorded_checkpoints
 from . import nnunet_compat
 from .checkpoints import load_weights
 from .engines import NetworkEngine, OpenVINOEngine, make_engine, weights_key
@@ -55,8 +55,9 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
     resolved = resolve(settings)
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
     plans_manager = nn.plans_manager(json.loads((model_folder / "plans.json").read_text()))
-    checkpoints = fold_checkpoints(model_folder, settings.checkpoints, settings.folds)
-    parameters, first = load_weights(checkpoints)
+    recorded = recorded_checkpoints(model_folder, settings.checkpoints, settings.folds)
+    checkpoints = [path for path, _ in recorded]
+    parameters, first = load_weights(recorded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old plans format notice
         configuration_manager = plans_manager.get_configuration(

@@ -7,6 +7,7 @@ from copy import deepcopy
 from typing import List, Sequence, Tuple
 
 from ..errors import ModelError
+from ..weights.model_folder import OLD_FORMAT_NETWORKS, network_problem
 
 
 def input_channels(dataset_json: dict) -> int:
@@ -20,11 +21,7 @@ def _architecture(configuration: dict) -> Tuple[str, dict, Sequence[str]]:
         arch = configuration["architecture"]
         return arch["network_class_name"], deepcopy(arch["arch_kwargs"]), arch["_kw_requires_import"]
     name = configuration["UNet_class_name"]
-    classes = {"PlainConvUNet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-               "ResidualEncoderUNet": "dynamic_network_architectures.architectures.residual_unet."
-                                      "ResidualEncoderUNet"}
-    if name not in classes:
-        raise ModelError(f"plans.json: unsupported architecture {name}")
+    classes = OLD_FORMAT_NETWORKS
     n_stages = len(configuration["n_conv_per_stage_encoder"])
     dim = len(configuration["patch_size"])
     blocks = "n_conv_per_stage" if name == "PlainConvUNet" else "n_blocks_per_stage"
@@ -49,13 +46,19 @@ def _architecture(configuration: dict) -> Tuple[str, dict, Sequence[str]]:
 
 
 def build_network(configuration: dict, num_input_channels: int, num_outputs: int):
-    """The network nnU-Net would build for this configuration, without deep supervision."""
+    """The network nnU-Net would build for this configuration, without deep supervision (only
+    ``dynamic_network_architectures`` classes with ``torch.nn`` parts: see :func:`network_problem`)."""
+    import torch
+
+    problem = network_problem(configuration)
+    if problem:
+        raise ModelError(f"plans.json: {problem}")
     class_name, kwargs, to_import = _architecture(configuration)
     for key in to_import:
         if kwargs.get(key) is not None:
             kwargs[key] = pydoc.locate(kwargs[key])
     network_class = pydoc.locate(class_name)
-    if network_class is None:
+    if not (isinstance(network_class, type) and issubclass(network_class, torch.nn.Module)):
         raise ModelError(f"plans.json: cannot import network class {class_name}")
     return network_class(input_channels=num_input_channels, num_classes=num_outputs,
                          deep_supervision=False, **kwargs)

@@ -2,13 +2,21 @@
 
 The partial file lives beside its destination (``<dest>.part``) with a small JSON sidecar naming the URL it
 came from, so a killed or interrupted download resumes with a ``Range`` request where the server supports it.
+
+A hostile or broken server cannot fill the disk or hang the download: the body is capped at the expected
+size (else the announced length, else ``SCISEG_MAX_DOWNLOAD_MB``) and a longer one is removed; a transfer
+slower than ``SCISEG_MIN_RATE`` bytes/s over ``SCISEG_RATE_WINDOW`` s is cut, and each URL has an overall
+``SCISEG_DOWNLOAD_DEADLINE``; an HTML page served instead of the archive is reported as such.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +24,17 @@ from typing import Callable, List, Optional, Sequence
 
 from ..errors import Hint, InstallError
 from ..io.hashing import CHUNK
+from .archive import html_problem
 
 
 def _env(name: str, default: float) -> float:
     """Tunables (timeouts in s, retries, backoff base in s), read at call time."""
     return float(os.environ.get(name, default))
+
+
+def _deadline_s() -> float:
+    """Seconds one URL may take, all attempts together."""
+    return _env("SCISEG_DOWNLOAD_DEADLINE", 10800)
 
 
 @dataclass
@@ -33,6 +47,72 @@ class Downloaded:
 
 class _Permanent(Exception):
     """This URL will not work however often it is retried (404, 403, ...): go to the next mirror."""
+
+
+class _Oversize(_Permanent):
+    """The body is longer than it may be: the part file is removed."""
+
+
+def _cut(resp) -> None:
+    """Shut the response's socket down, so that a read blocked in another thread returns at once."""
+    for chain in (("_fp", "fp", "raw", "_sock"), ("connection", "sock"), ("_connection", "sock")):
+        obj = getattr(resp, "raw", None)
+        for attr in chain:
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, socket.socket):
+            try:
+                obj.shutdown(socket.SHUT_RDWR)
+                return
+            except OSError:
+                pass
+    resp.close()
+
+
+class _Watchdog:
+    """Cuts a transfer that is too slow (under ``SCISEG_MIN_RATE`` bytes/s over the last
+    ``SCISEG_RATE_WINDOW`` s) or runs past ``deadline`` (a ``time.monotonic`` value)."""
+
+    def __init__(self, resp, deadline: float):
+        self.resp, self.deadline = resp, deadline
+        self.rate, self.window = _env("SCISEG_MIN_RATE", 1024), _env("SCISEG_RATE_WINDOW", 60)
+        self.received, self.reason, self.permanent = 0, None, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "_Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        samples = collections.deque([(time.monotonic(), 0)])
+        while not self._stop.wait(min(1.0, self.window / 4)):
+            t, got = time.monotonic(), self.received
+            samples.append((t, got))
+            while len(samples) > 1 and samples[1][0] <= t - self.window:
+                samples.popleft()
+            if t >= self.deadline:
+                self.permanent = True
+                self.reason = f"no complete download within {_deadline_s():g} s (SCISEG_DOWNLOAD_DEADLINE)"
+            elif samples[0][0] <= t - self.window and got - samples[0][1] < self.rate * self.window:
+                self.reason = (f"too slow: {got - samples[0][1]} bytes in the last {self.window:g} s "
+                               f"(minimum {self.rate:g} bytes/s, SCISEG_MIN_RATE)")
+            if self.reason:
+                _cut(self.resp)
+                return
+
+
+def _body_limit(expected_size: Optional[int], announced: Optional[int], origin: str = ""):
+    """(most bytes the body may have, what that limit is)."""
+    if expected_size is not None:
+        return expected_size, f"the expected {expected_size} bytes" + (f" ({origin})" if origin else "")
+    if announced is not None:
+        return announced, f"the announced length of {announced} bytes"
+    cap = int(_env("SCISEG_MAX_DOWNLOAD_MB", 8192) * (1 << 20))
+    return cap, f"{cap} bytes (SCISEG_MAX_DOWNLOAD_MB)"
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -59,7 +139,7 @@ class _Hash:
 
 
 def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], quiet: bool,
-                session, digest: _Hash) -> None:
+                session, digest: _Hash, deadline: float, size_origin: str = "") -> None:
     """One attempt: resume ``part`` from ``url`` to the end."""
     import requests
 
@@ -93,41 +173,65 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
         if offset and not resumed:  # server ignored Range: start over
             offset = 0
         digest.sync(part, offset)
+        if "text/html" in resp.headers.get("Content-Type", "").lower():
+            raise _Permanent("served an HTML page (Content-Type text/html), not the zip archive: a login, "
+                             "error or release web page rather than the asset itself")
         total = resp.headers.get("Content-Length")
-        total = int(total) + offset if total is not None else expected_size
-        bar = None
-        if _show_progress(quiet):
-            from tqdm import tqdm
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=url.rsplit("/", 1)[-1], leave=False, file=sys.stderr)
-        try:
-            with open(part, "ab" if resumed else "wb") as f:
-                for block in resp.iter_content(1 << 16):
-                    f.write(block)
-                    digest.update(block)
-                    if bar is not None:
-                        bar.update(len(block))
-        except requests.exceptions.RequestException as exc:
-            raise ConnectionError(f"connection broken after {part.stat().st_size} bytes: "
-                                  f"{type(exc).__name__}") from exc
-        finally:
-            if bar is not None:
-                bar.close()
+        total = int(total) + offset if total is not None else None
+        limit, what = _body_limit(expected_size, total, size_origin)
+        if total is not None and total > limit:
+            raise _Oversize(f"announces {total} bytes, more than {what}")
+        total = total if total is not None else expected_size
+        _receive(resp, part, offset, resumed, limit, what, digest, deadline, quiet, url, total)
         got = part.stat().st_size
         if total is not None and got < total:
             raise ConnectionError(f"body truncated at {got} of {total} bytes")
+
+
+def _receive(resp, part: Path, offset: int, resumed: bool, limit: int, what: str, digest: "_Hash",
+             deadline: float, quiet: bool, url: str, total: Optional[int]) -> None:
+    """Write the body into ``part`` (at most ``limit`` bytes in all), under a watchdog."""
+    import requests
+
+    bar = None
+    if _show_progress(quiet):
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=url.rsplit("/", 1)[-1], leave=False, file=sys.stderr)
+    got = offset
+    try:
+        with _Watchdog(resp, deadline) as dog, open(part, "ab" if resumed else "wb") as f:
+            try:
+                for block in resp.iter_content(1 << 14):
+                    if got + len(block) > limit:
+                        raise _Oversize(f"body longer than {what}")
+                    f.write(block)
+                    digest.update(block)
+                    got += len(block)
+                    dog.received += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if dog.reason is None:
+                    raise ConnectionError(f"connection broken after {got} bytes: {type(exc).__name__}") from exc
+        if dog.reason:
+            raise (_Permanent if dog.permanent else ConnectionError)(f"{dog.reason}, after {got} bytes")
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = None,
              quiet: bool = False, retries: Optional[int] = None, backoff: Optional[float] = None,
              log: Callable[[str], None] = lambda s: None,
              verify: Callable[[str, int], Optional[str]] = lambda digest, size: None,
-             hint: Optional[Hint] = None) -> Downloaded:
+             hint: Optional[Hint] = None, size_origin: str = "") -> Downloaded:
     """Download the first URL of ``urls`` that works into ``dest`` (atomically: ``dest`` appears complete).
 
     Transient failures (connection errors, 5xx, truncated bodies) are retried ``retries`` times with
     exponential backoff, resuming where the server allows; permanent ones (404, 403) move on to the next
-    URL at once; so does a file that ``verify(sha256, size)`` rejects (it returns the reason). Raises
+    URL at once; so does a file that ``verify(sha256, size)`` rejects (it returns the reason), an HTML page,
+    and a body longer than ``expected_size`` (where ``size_origin`` says from where it is known). Raises
     :class:`InstallError` naming every URL tried when none works, with ``hint``.
     """
     import requests
@@ -142,9 +246,16 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
         session.headers["User-Agent"] = "sct_task_sciseg"
         for url in urls:
             hashed = _Hash()
+            deadline = time.monotonic() + _deadline_s()
             for attempt in range(retries + 1):
                 try:
-                    _fetch_once(url, part, meta, expected_size, quiet, session, hashed)
+                    _fetch_once(url, part, meta, expected_size, quiet, session, hashed, deadline, size_origin)
+                except _Oversize as exc:
+                    part.unlink(missing_ok=True)
+                    meta.unlink(missing_ok=True)
+                    failures.append(f"{url}: {exc}")
+                    log(f"{url}: {exc}; trying the next source")
+                    break
                 except _Permanent as exc:
                     failures.append(f"{url}: {exc}")
                     log(f"{url}: {exc}; trying the next source")
@@ -160,7 +271,7 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                 size = part.stat().st_size
                 hashed.sync(part, size)  # no-op unless the part was completed by an earlier process
                 digest = hashed.h.hexdigest()
-                problem = verify(digest, size)
+                problem = html_problem(part) or verify(digest, size)
                 if problem:
                     part.unlink()
                     meta.unlink(missing_ok=True)

@@ -3,12 +3,24 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
+from numbers import Integral
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import InstallError, ModelError
+from .checkpoint_file import read_checkpoint, scan
 
 MODEL_FOLDER_GLOB = "nnUNetTrainer*__*__*"
+CONFIGURATION = "3d_fullres"
+# plans.json networks: only classes of dynamic_network_architectures, built from torch.nn parts
+OLD_FORMAT_NETWORKS = {
+    "PlainConvUNet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "ResidualEncoderUNet": "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet",
+}
+_NETWORK_CLASS = re.compile(r"dynamic_network_architectures(\.[A-Za-z_]\w*)+")
+_TORCH_NN = re.compile(r"torch\.nn(\.[A-Za-z_]\w*)+")
+_TRAINER = re.compile(r"[A-Za-z_]\w*")
 
 
 def find_model_folder(root: Path) -> Path:
@@ -69,16 +81,96 @@ def _normalise_labels(labels: Mapping[str, object]) -> dict:
     return {str(k): norm(v) for k, v in labels.items()}
 
 
+def plans_configuration(plans: dict, name: str = CONFIGURATION) -> Optional[dict]:
+    """Configuration ``name`` of a plans dict with its ``inherits_from`` chain merged (as nnU-Net does)."""
+    configurations = plans.get("configurations", {}) if isinstance(plans, dict) else {}
+    chain, seen = [], set()
+    while isinstance(configurations.get(name), dict) and name not in seen:
+        seen.add(name)
+        chain.append(configurations[name])
+        name = configurations[name].get("inherits_from")
+    if not chain:
+        return None
+    merged: dict = {}
+    for part in reversed(chain):
+        merged.update(part)
+    return merged
+
+
+def network_problem(configuration: dict) -> Optional[str]:
+    """Why the network a plans configuration names may not be built here (only classes of
+    ``dynamic_network_architectures`` with ``torch.nn`` parts), or None."""
+    arch = configuration.get("architecture")
+    if arch is None:
+        name = configuration.get("UNet_class_name")
+        return None if name in OLD_FORMAT_NETWORKS else f"unsupported network class {name!r}"
+    if not isinstance(arch, dict) or not isinstance(arch.get("arch_kwargs"), dict):
+        return "malformed architecture entry"
+    name = arch.get("network_class_name")
+    if not isinstance(name, str) or not _NETWORK_CLASS.fullmatch(name):
+        return (f"network_class_name {name!r} is not a class of dynamic_network_architectures "
+                "(refused: a model may only name nnU-Net's network classes)")
+    for key in arch.get("_kw_requires_import") or ():
+        value = arch["arch_kwargs"].get(key)
+        if value is not None and not (isinstance(value, str) and _TORCH_NN.fullmatch(value)):
+            return f"architecture {key} {value!r} is not a torch.nn class"
+    return None
+
+
+def checkpoint_problem(ck: object, configuration: str = CONFIGURATION) -> Optional[str]:
+    """Why a loaded checkpoint is not an nnU-Net checkpoint inference can use, or None."""
+    if not isinstance(ck, dict):
+        return f"holds a {type(ck).__name__}, not an nnU-Net checkpoint (a dict)"
+    weights = ck.get("network_weights")
+    if not isinstance(weights, Mapping) or not weights:
+        what = "missing" if weights is None else f"a {type(weights).__name__}"
+        return f"network_weights is {what}, not a state dict of tensors"
+    for key, value in weights.items():
+        if not isinstance(key, str) or type(value).__name__ not in ("Tensor", "Parameter"):
+            return f"network_weights[{key!r}] is a {type(value).__name__}, not a tensor"
+    init_args = ck.get("init_args", {})
+    if not isinstance(init_args, dict):
+        return f"init_args is a {type(init_args).__name__}, not a dict"
+    trained_for = init_args.get("configuration", configuration)
+    if trained_for != configuration:
+        return f"trained for configuration {trained_for!r}, not {configuration}"
+    trainer = ck.get("trainer_name", "nnUNetTrainer")
+    if not isinstance(trainer, str) or not _TRAINER.fullmatch(trainer):
+        return f"trainer_name {trainer!r} is not a trainer class name"
+    axes = ck.get("inference_allowed_mirroring_axes")
+    if axes is not None and not (isinstance(axes, (tuple, list)) and all(isinstance(a, Integral) for a in axes)):
+        return f"inference_allowed_mirroring_axes {axes!r} is not a list of axes"
+    return None
+
+
+def _check_checkpoint(path: Path, label: str) -> None:
+    """Install-time check of one checkpoint: its globals always; its content where torch is importable."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with open(path, "rb") as f:
+            scan(f, label, InstallError)
+        return
+    problem = checkpoint_problem(read_checkpoint(path, error=InstallError, label=label))
+    if problem:
+        raise InstallError(f"{label}: {problem}; not an nnU-Net model this package can run")
+
+
 def validate_model_folder(model_folder: Path, expected_labels: Optional[Mapping[str, object]],
                           checkpoints: Sequence[str], origin: str) -> dict:
-    """Check the nnU-Net layout and that ``dataset.json`` labels match the task. Returns dataset.json."""
+    """Check the nnU-Net layout, that ``dataset.json`` labels match the task, the network plans.json names
+    and every checkpoint (loaded safely). Returns dataset.json."""
     try:
         dataset = json.loads((model_folder / "dataset.json").read_text())
         plans = json.loads((model_folder / "plans.json").read_text())
     except (OSError, ValueError) as exc:
         raise InstallError(f"{origin}: unreadable dataset.json/plans.json ({exc})") from exc
-    if "3d_fullres" not in plans.get("configurations", {}):
-        raise InstallError(f"{origin}: plans.json has no 3d_fullres configuration")
+    configuration = plans_configuration(plans)
+    if configuration is None:
+        raise InstallError(f"{origin}: plans.json has no {CONFIGURATION} configuration")
+    problem = network_problem(configuration)
+    if problem:
+        raise InstallError(f"{origin}: plans.json: {problem}")
     if expected_labels is not None:
         got = _normalise_labels(dataset.get("labels", {}))
         want = _normalise_labels(expected_labels)
@@ -88,4 +180,6 @@ def validate_model_folder(model_folder: Path, expected_labels: Optional[Mapping[
     problem = _lookup(model_folder, checkpoints, None)[1]
     if problem:
         raise InstallError(f"{origin}: {problem} ({model_folder.name})")
+    for path in sorted(p for name in checkpoints for p in model_folder.glob(f"fold_*/{name}") if p.is_file()):
+        _check_checkpoint(path, f"{origin}: {model_folder.name}/{path.relative_to(model_folder).as_posix()}")
     return dataset

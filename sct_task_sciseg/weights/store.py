@@ -8,6 +8,7 @@ new one is complete and a killed installer leaves nothing half-installed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote, urlparse
 
 from .. import __version__
@@ -23,10 +24,10 @@ from ..errors import Hint, InstallError, ModelError
 from ..io.atomic import atomic_write
 from ..io.hashing import sha256_file, sha256_tree
 from ..tasks import Release, Task
-from .archive import safe_extract
+from .archive import html_problem, safe_extract
 from .download import download
 from .locations import ENV_MODELS_DIR, release_base_urls, task_dir
-from .model_folder import find_model_folder, model_folder_name, validate_model_folder
+from .model_folder import fold_checkpoints, find_model_folder, model_folder_name, validate_model_folder
 from .trust import TRUST_FILE, TrustRecord, mismatch, now
 
 MARKER = "sciseg_install.json"
@@ -104,6 +105,58 @@ def find_installed(task: Task, tag: Optional[str] = None, models_dir: Optional[P
     return _marker_to_model(release_dir, marker)
 
 
+def _read_marker(marker_path: Path) -> dict:
+    try:
+        marker = json.loads(marker_path.read_text())
+        if not isinstance(marker.get("files"), dict):
+            raise ValueError("no file table")
+        return marker
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{marker_path}: unreadable install marker ({exc})") from exc
+
+
+def recorded_checkpoints(model_folder: Path, names: Sequence[str],
+                         folds: Optional[Sequence[int]] = None) -> List[Tuple[Path, Optional[str]]]:
+    """(checkpoint, recorded sha256) of every fold to load from ``model_folder``.
+
+    In an installed release (its marker beside the model folder) only recorded files are loaded, each with
+    the sha256 of the record, to be compared as it is read: a checkpoint that the record does not list (an
+    added ``fold_9/``) is refused, and so is a recorded one that is missing. A model folder outside any
+    install has no record: its ``fold_*`` checkpoints come without a hash.
+    """
+    marker_path = model_folder.parent / MARKER
+    if not marker_path.is_file():
+        return [(p, None) for p in fold_checkpoints(model_folder, names, folds)]
+    marker = _read_marker(marker_path)
+    hint = Hint("reinstall", {"task": marker.get("task", "?"), "tag": marker.get("tag", "?")})
+    if marker.get("model_folder") != model_folder.name:
+        raise ModelError(f"{model_folder}: not the model folder recorded in {marker_path}", hint)
+    recorded: Dict[str, str] = {}  # fold → its checkpoint (first of ``names`` the record lists)
+    for rel in marker["files"]:
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == model_folder.name and parts[1].startswith("fold_") \
+                and parts[2] in names:
+            best = recorded.get(parts[1])
+            if best is None or names.index(parts[2]) < names.index(best):
+                recorded[parts[1]] = parts[2]
+    on_disk = {p.parent.name: p for name in reversed(names) for p in model_folder.glob(f"fold_*/{name}")}
+    wanted = [f"fold_{f}" for f in folds] if folds else sorted(set(recorded) | set(on_disk))
+    out = []
+    for fold in wanted:
+        if fold not in recorded:
+            path = on_disk.get(fold, model_folder / fold / names[0])
+            what = "not part of" if path.is_file() else "missing from"
+            raise ModelError(f"{path}: {what} release {marker.get('tag')} as installed (its install record "
+                             f"{MARKER} does not list it); not loaded", hint)
+        path = model_folder / fold / recorded[fold]
+        if not path.is_file():
+            raise ModelError(f"{path}: model file missing", hint)
+        out.append((path, marker["files"][path.relative_to(model_folder.parent).as_posix()][2]))
+    if not out:
+        raise ModelError(f"{model_folder}: no {' or '.join(names)} recorded in {marker_path}", hint)
+    return out
+
+
 def list_installed(task: Task, models_dir: Optional[PathLike] = None) -> List[str]:
     d = task_dir(task, models_dir)
     return sorted(p.parent.name for p in d.glob(f"*/{MARKER}")) if d.is_dir() else []
@@ -122,6 +175,36 @@ def _cleanup_stale(tdir: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def lock_timeout() -> float:
+    """Seconds an install waits for another install of the same task (``SCISEG_LOCK_TIMEOUT``)."""
+    return float(os.environ.get("SCISEG_LOCK_TIMEOUT", 3600))
+
+
+@contextlib.contextmanager
+def task_lock(tdir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """The task folder's install lock; says so when another install holds it, and gives up after
+    :func:`lock_timeout` seconds."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(tdir / ".install.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        limit = lock_timeout()
+        say(f"waiting for another install of this task to finish (lock {lock.lock_file}); giving up after "
+            f"{limit:g} s")
+        try:
+            lock.acquire(timeout=limit)
+        except Timeout:
+            raise InstallError(f"{lock.lock_file}: another process has been installing this task for more than "
+                               f"{limit:g} s; giving up (stop that process or retry later; SCISEG_LOCK_TIMEOUT "
+                               "sets the wait)") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _release_for(task: Task, tag: Optional[str], source: Optional[str]) -> Release:
     if tag is not None and tag not in {r.tag for r in task.releases} and source is not None:
         return Release(tag, Path(urlparse(source).path).name or tag, "custom release")
@@ -136,8 +219,6 @@ def install(task: Task, tag: Optional[str] = None, *, models_dir: Optional[PathL
     ``source`` replaces the release URL: an http(s)/file URL, a local zip or a local model folder (air-gapped
     installs); it is installed under ``tag``. Already installed and intact → returned with no network access.
     """
-    from filelock import FileLock
-
     say = log or (lambda m: None if quiet else _stderr(m))
     release = _release_for(task, tag, source)
     tdir = task_dir(task, models_dir)
@@ -146,7 +227,7 @@ def install(task: Task, tag: Optional[str] = None, *, models_dir: Optional[PathL
     except OSError as exc:
         raise InstallError(f"{tdir}: cannot create the models folder ({exc.strerror})",
                            Hint("models-dir")) from exc
-    with FileLock(str(tdir / ".install.lock")):
+    with task_lock(tdir, say):
         _cleanup_stale(tdir)
         if not force:
             try:
@@ -167,8 +248,9 @@ class _Installer:
         self.task, self.release, self.tdir, self.source, self.quiet, self.say = task, release, tdir, source, quiet, say
         self.trust = TrustRecord(tdir / TRUST_FILE)
         self.custom = source is not None
-        # custom sources are checked against a pinned hash only, and never become the trusted record
-        self.expected = self.trust.expected(release) if not self.custom or release.sha256 else None
+        # every source of a release with a pinned or recorded hash must have that hash (a different model
+        # goes under its own tag); custom sources never become the trusted record
+        self.expected = self.trust.expected(release)
         self.staging = tdir / f".staging-{release.tag}-{uuid.uuid4().hex[:8]}"
         self.downloaded: Optional[Path] = None
 
@@ -205,11 +287,14 @@ class _Installer:
             shutil.rmtree(self.staging, ignore_errors=True)
 
     def _copy_folder(self, local: Path):
+        if self.expected is not None:
+            raise InstallError(f"{local}: a folder cannot be checked against the sha256 of release "
+                               f"{self.release.tag} ({self.expected['origin']}); {self._own_tag()}")
         model_src = find_model_folder(local)
-        validate_model_folder(model_src, self.task.dataset_labels, self.task.predictor.checkpoints, str(local))
         folder_name = model_folder_name(model_src)
         shutil.copytree(model_src, self.staging / folder_name)
-        self.expected = None  # a folder has no release hash to compare with
+        validate_model_folder(self.staging / folder_name, self.task.dataset_labels,
+                              self.task.predictor.checkpoints, str(local))
         return folder_name, sha256_tree(self.staging / folder_name), 0, local.resolve().as_uri(), {}
 
     def _fetch(self, local: Optional[Path]):
@@ -222,16 +307,16 @@ class _Installer:
         self.say(f"Downloading {self.task.name} release {self.release.tag} from {urls[0]}")
         got = download(urls, self.tdir / ".downloads" / self.release.tag / self.release.asset,
                        expected_size=(self.expected or {}).get("size"), quiet=self.quiet, log=self.say,
-                       verify=lambda d, n: mismatch(self.expected, d, n, self.release),
+                       verify=self._problem, size_origin=(self.expected or {}).get("origin", ""),
                        hint=Hint("offline-install", {"task": self.task.name, "tag": self.release.tag}))
         self.downloaded = got.path
         return got.path, got.url, got.sha256, got.size
 
     def _unpack_archive(self, local: Optional[Path]):
         archive, url, digest, size = self._fetch(local)
-        problem = mismatch(self.expected, digest, size, self.release)
+        problem = html_problem(archive) or self._problem(digest, size)
         if problem:
-            raise InstallError(f"{url}: {problem}: pass the right file")
+            raise InstallError(f"{url}: {problem}" + ("" if self.custom else "; pass the right file"))
         extracted = safe_extract(archive, self.staging / "_unpacked")
         model_src = find_model_folder(self.staging / "_unpacked")
         validate_model_folder(model_src, self.task.dataset_labels, self.task.predictor.checkpoints, url)
@@ -241,6 +326,19 @@ class _Installer:
         known = {self.staging / folder_name / p.relative_to(model_src): d
                  for p, d in extracted.items() if model_src in p.parents}
         return folder_name, digest, size, url, known
+
+    def _problem(self, digest: str, size: int) -> Optional[str]:
+        """Why a file with this sha256/size is not the release, or None."""
+        problem = mismatch(self.expected, digest, size, self.release)
+        return f"{problem}; {self._own_tag()}" if problem and self.custom else problem
+
+    def _own_tag(self) -> str:
+        """How to install a different model than the release with a pinned/recorded hash."""
+        how = f"install it under its own tag (-task {self.task.name}@<tag> -custom-url …)"
+        if self.release.sha256:
+            return f"a different model cannot replace release {self.release.tag}: {how}"
+        return (f"a different model does not silently replace release {self.release.tag}: {how}, or remove "
+                f"{self.release.tag} from {self.trust.path} to trust another file for it")
 
     def _swap_in(self) -> Path:
         target = self.tdir / self.release.tag
