@@ -1,7 +1,6 @@
 """What each ``sciseg`` mode does: list tasks, install, register with SCT, segment (batch, QC)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -50,52 +49,40 @@ def cmd_register_sct(args) -> int:
 def _postprocessing(args):
     from ..pipeline import PostProcessing
     from ..pipeline.postprocess import parse_size
+    from .preflight import UsageError
 
     task = resolve_task(args.task)[0]
     for spec in args.remove_small:
-        parse_size(spec, task.labels)  # fail early on a typo
+        try:
+            parse_size(spec, task.labels)  # fail early on a typo
+        except ValueError as exc:
+            raise UsageError(f"argument -remove-small: {exc}") from None
     return PostProcessing(thr=args.thr, largest=bool(args.largest), fill_holes=bool(args.fill_holes),
                           remove_small=tuple(args.remove_small))
 
 
-def _output_folder_problem(args, items) -> Optional[int]:
-    from ..io.naming import is_output_folder
-    several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
-    if args.o and several and not is_output_folder(args.o):
-        err(f"-o {args.o}: several inputs need an output folder (end it with /)")
-        return 2
-    if args.o and args.o.endswith(("/", os.sep)):
-        try:
-            Path(args.o).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            err(f"{args.o}: cannot create the output folder ({exc.strerror})")
-            return 1
-    return None
-
-
 def cmd_segment(args) -> int:
-    from ..batch import expand, run_batch, summary
-    from ..inference.tuning import configure_process
+    """Segment every input: all paths and headers are checked first (:mod:`.preflight`), torch and the
+    model load only when something is left to run."""
+    from ..batch import run_batch, summary
     from ..pipeline import Segmenter
+    from ..weights import resolve_models_dir
+    from .preflight import plan_run
 
-    pp = _postprocessing(args)
-    items = expand(args.i)
-    if not items:
-        err(f"{' '.join(args.i)}: no NIfTI input found")
-        return 1
-    problem = _output_folder_problem(args, items)
-    if problem is not None:
-        return problem
+    t0 = time.perf_counter()
     segmenter = Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=args.threads,
                           tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
-                          folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0,
-                          precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
-                          fast=args.fast)
-    configure_process(args.threads)
-    on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
-    t0 = time.perf_counter()
-    jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
-                     error=err)
+                          folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
+                          quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
+                          tiles=args.tiles, fast=args.fast)
+    plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
+    jobs = plan.failed
+    if plan.items:
+        from ..inference.tuning import configure_process
+        configure_process(args.threads)
+        on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
+        jobs = plan.merge(run_batch(segmenter, plan.items, args.o, overwrite=args.overwrite, verbose=args.v,
+                                    on_result=on_result, error=err))
     if len(jobs) > 1 and args.v:
         print(summary(jobs, time.perf_counter() - t0))
     return 1 if any(j.status == "failed" for j in jobs) else 0

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+from typing import Callable, NoReturn
 
 from .. import __version__
+from ..inference.settings import check_threads, check_threshold, check_tile_step_size
 
 EPILOG = """\
 examples:
@@ -19,11 +23,69 @@ post-processing (class-aware, all off by default):
   -fill-holes   fills enclosed holes of the CORD
   -remove-small drops LESION components below a size (5mm3, 10vox); prefix sc: to act on the cord
   -thr          threshold on the cord and lesion region probabilities (nnU-Net's default is 0.5)
+
+limits (environment; checked from each header before its data are read):
+  SCISEG_MAX_MODEL_VOXELS  largest image in voxels, as stored and at the model's spacing (default 2**27; 0: none)
+  SCISEG_CHECK_MEMORY      0: do not refuse inputs whose estimated memory exceeds the available memory
+
+Paths, collisions (an output that is an input, two inputs with one output) and flags are checked before
+anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with every refusal as one line (``sciseg: error: …``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} -h)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _checked(kind: Callable, check: Callable, what: str) -> Callable:
+    """An argparse type: ``kind`` (int/float) then ``check``; a refusal names the value and the valid range."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
+
+
+def _non_negative(limit: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not 0 <= value < limit:
+            raise ValueError(f"{value}: use 0 to {limit - 1}")
+        return value
+    return check
+
+
+def _file_name(text: str) -> str:
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise ValueError(f"{text!r}: a checkpoint file name inside each fold folder is needed (no path)")
+    return text
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value}: a finite number is needed")
+    return value
+
+
+THRESHOLD = _checked(float, check_threshold, "a probability")
+THREADS = _checked(int, check_threads, "a whole number of threads")
+TILE_STEP = _checked(float, lambda v: check_tile_step_size(_finite(v)), "a fraction of a tile")
+FOLD = _checked(int, _non_negative(1000), "a fold number")
+SEED = _checked(int, _non_negative(2 ** 32), "a seed")
+CHECKPOINT = _checked(str, _file_name, "a file name")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
     io = p.add_argument_group("input/output")
@@ -41,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     mdl.add_argument("-force", action="store_true", help="reinstall even if installed and intact")
     mdl.add_argument("-list-tasks", action="store_true", help="list tasks with installed and available releases")
     pp = p.add_argument_group("post-processing (see below)")
-    pp.add_argument("-thr", type=float, default=None, help="region probability threshold (default: nnU-Net's 0.5)")
+    pp.add_argument("-thr", type=THRESHOLD, default=None,
+                    help="region probability threshold, 0 < THR < 1 (default: nnU-Net's 0.5)")
     pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                     help="1: keep the largest cord component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
@@ -50,15 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
     inf = p.add_argument_group("inference")
     inf.add_argument("-test-time-aug", action="store_true", help="mirror test-time augmentation (slower)")
-    inf.add_argument("-tile-step-size", type=float, default=None, help="sliding-window step (default 0.5)")
-    inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
-    inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
+    inf.add_argument("-tile-step-size", type=TILE_STEP, default=None,
+                     help="sliding-window step as a fraction of the tile, 0.1 to 1 (default 0.5)")
+    inf.add_argument("-folds", nargs="+", type=FOLD, default=None, help="folds to ensemble (default: all)")
+    inf.add_argument("-checkpoint", type=CHECKPOINT, default=None,
+                     help="checkpoint file name (default: final, else best)")
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    inf.add_argument("-threads", type=int, default=None, help="CPU threads for the network (default: all cores)")
+    inf.add_argument("-threads", type=THREADS, default=None,
+                     help="CPU threads for the network, 1 to the number of CPUs (default: all cores)")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                      help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
                           "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
-                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/)")
+                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/). fp16 on a CPU "
+                          "without native fp16 is emulated (~80x slower; a warning says so)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
@@ -78,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("-qc-subject", default=None, help="subject shown in the QC report")
     misc = p.add_argument_group("other")
     misc.add_argument("-demo", action="store_true", help="offline demo: synthetic phantom → masks → Dice")
-    misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo")
+    misc.add_argument("-seed", type=SEED, default=None, help="phantom seed for -demo (0 to 2**32 - 1)")
     misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
     misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
     misc.add_argument("-replace-builtin", action="store_true",
@@ -86,3 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument("-v", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), help="verbosity 0/1/2")
     misc.add_argument("-version", action="version", version=f"sct_task_sciseg {__version__}")
     return p
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that involve more than one value (argparse checks each value on its own)."""
+    if args.folds and len(set(args.folds)) != len(args.folds):
+        parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")
