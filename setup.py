@@ -18,11 +18,11 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["sct_task_sciseg", "sct_task_sciseg.*"]),
     package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "qc/assets/*"]},
+    # Nothing here may change what SCT's environment holds: every requirement below is already satisfied by SCT
+    # 6.x and 7.x, so a plain `pip install sct_task_sciseg` into SCT's Python installs this package only. torch
+    # and nnU-Net come from SCT there (7.x ships the nnunetv2-neuropoly fork, which PyPI's nnunetv2 would
+    # overwrite); standalone users take them with the "standalone" extra.
     install_requires=[
-        # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
-        "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2,<=2.8.1",  # upper bound: the newest tested
-        "acvl_utils!=0.2.1",  # 0.2.1 breaks nnU-Net inference
-        "torch",
         "nibabel>=3.2",
         "numpy",
         "scipy",
@@ -34,6 +34,12 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        "standalone": [
+            # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
+            "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2,<=2.8.1",  # upper bound: the newest tested
+            "acvl_utils!=0.2.1",  # 0.2.1 breaks nnU-Net inference
+            "torch>=2.0",
+        ],
         "test": ["pytest>=7"],
         # OpenVINO runs the network about 2x faster than PyTorch on CPUs without native bf16 (see README)
         "fast": ["openvino>=2023.1", "onnx>=1.14"],
@@ -42,6 +48,7 @@ setup(
         "console_scripts": [
             "sciseg=sct_task_sciseg.cli:main",
             "sct_deepseg_sciseg=sct_task_sciseg.sct:deepseg_main",
+            "sciseg_analyze_lesion=sct_task_sciseg.cli.analyze_lesion:main",
         ],
         "sct_task_sciseg.tasks": [
             "seg_sc_lesion_t2w_sci=sct_task_sciseg.tasks:SCISEG",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a real Spinal Cord Toolbox (SCT) Python environment from a local SCT checkout, the way SCT's own
 # installer does (requirements-freeze.txt, then an editable install of the checkout), and install this
-# package into it. Used to verify the SCT adapter (sct_task_sciseg/sct.py) against real SCT releases.
+# package into it. Used to verify the SCT adapter (sct_task_sciseg/sct/) against real SCT releases.
 #
 # usage: scripts/build_sct_env.sh SCT_CHECKOUT VENV_DIR [PYTHON]
 #

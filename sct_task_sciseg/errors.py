@@ -14,7 +14,8 @@ from typing import Dict, Optional
 class Hint:
     """What the user can do about an error: ``action`` names it, ``params`` fill in the details.
 
-    Actions: ``reinstall`` (task, tag), ``offline-install`` (task, tag), ``models-dir``, ``mirror``.
+    Actions: ``reinstall`` (task, tag), ``offline-install`` (task, tag), ``models-dir``, ``mirror``,
+    ``runtime`` (install torch and nnU-Net), ``repair-nnunet`` (command).
     """
 
     action: str
@@ -32,6 +33,11 @@ class Hint:
             return "set SCISEG_MODELS_DIR or pass models_dir to a writable folder"
         if self.action == "mirror":
             return "check the network, or set SCISEG_RELEASE_URL to a mirror"
+        if self.action == "runtime":
+            return ("outside SCT, install them with pip install torch \"sct_task_sciseg[standalone]\"; inside SCT, "
+                    "use SCT's own Python, which has them")
+        if self.action == "repair-nnunet":
+            return f"repair it with: {p.get('command')}"
         return self.action
 
 

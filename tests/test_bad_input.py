@@ -193,3 +193,21 @@ def test_ctrl_c_leaves_no_partial_output(installed_model, tmp_path):
     assert proc.returncode == 130, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"] and sha(src) == before
     assert "interrupted" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_readme_flag_table_and_help_list_the_same_flags():
+    """Every flag of ``sciseg -h`` is in README's flag table and every flag there exists."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from sct_task_sciseg.cli.parser import build_parser
+
+    parser = build_parser()
+    flags = {opt for action in parser._actions if action.help != argparse.SUPPRESS
+             for opt in action.option_strings if not opt.startswith("--")}
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text.split("| flag | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(-[a-z][a-z0-9-]*)", table))
+    assert flags - documented == set(), "in -h, missing from README's flag table"
+    assert documented - flags == set(), "in README's flag table, unknown to sciseg"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, T2_FAKE_LESION, needs_data
 from sct_task_sciseg.inference.export_view import SplitConcatUNet, export_view
 from sct_task_sciseg.inference.network import build_network
 from sct_task_sciseg.inference.nnunet_compat import _per_channel_threads
@@ -122,3 +122,25 @@ def test_threaded_configuration_manager_pickles_as_nnunets(installed_model):
     back = pickle.loads(pickle.dumps(wrapped))
     assert type(back) is base and back.configuration == wrapped.configuration
     assert type(wrapped) is not base  # the original keeps its threads
+
+
+@needs_data
+def test_hooks_that_do_not_fit_fall_back_to_stock_nnunet_with_one_warning(segmenter, monkeypatch, capfd, request):
+    """An nnunetv2 newer than the newest tested: nnU-Net's own predictor runs, same masks, one warning line."""
+    from sct_task_sciseg.inference import nnunet_compat
+    from sct_task_sciseg.pipeline import Segmenter
+
+    reference = segmenter.segment(T2_FAKE_LESION).labels
+    monkeypatch.setattr(nnunet_compat, "NEWEST_TESTED", (2, 0, 0))
+    nnunet_compat.hook_problems.cache_clear()  # checked once per process: forget the real answer
+    request.addfinalizer(nnunet_compat.hook_problems.cache_clear)
+    assert nnunet_compat.hook_problems()
+    capfd.readouterr()
+    stock = Segmenter.from_config(segmenter.config)
+    labels = stock.segment(T2_FAKE_LESION).labels
+    err = capfd.readouterr().err
+    assert not stock._loaded.hooks
+    assert type(stock.load()).__name__ == "nnUNetPredictor"
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "stock predictor" in warnings[0] and "newer than the newest tested" in warnings[0]
+    assert np.array_equal(labels, reference)

@@ -74,7 +74,12 @@ def test_auto_resolution(monkeypatch):
     assert auto.backend == ("openvino" if HAVE_OPENVINO else "torch")
     assert auto.channels_last == (auto.backend == "torch") and not exact.channels_last
     monkeypatch.setattr(pred, "native_bf16", lambda: True)
-    assert resolve(PredictorSettings(device="cpu")).precision == "bf16"
+    # a CPU with native bf16 still gets fp32 (SCT's arithmetic) by default; bf16 only when asked or with -fast
+    assert resolve(PredictorSettings(device="cpu")).precision == "fp32"
+    assert resolve(PredictorSettings(device="cpu", fast=True)).precision == "bf16"
+    assert resolve(PredictorSettings(device="cpu", precision="bf16")).precision == "bf16"
+    monkeypatch.setattr(pred, "native_bf16", lambda: False)
+    assert resolve(PredictorSettings(device="cpu", fast=True)).precision == "fp32"  # emulated bf16 is slower
     assert resolve(PredictorSettings(device="cpu", threads=3)).threads == 3
     with pytest.raises(ValueError, match="invalid precision"):
         resolve(PredictorSettings(precision="int8"))
@@ -143,7 +148,9 @@ def test_default_and_fast_agree_with_fp32(installed_model):
     fast = _segmenter(installed_model, fast=True).segment(T2_FAKE_LESION)
     ref = exact.labels > 0
     assert int(ref.sum()) > 3000
-    assert dice(default.labels > 0, ref) >= 0.999
+    assert default_seg.resolved.precision == "fp32"  # on every CPU, native bf16 or not
+    assert int(((default.labels > 0) != ref).sum()) <= 0.0002 * int(ref.sum())  # ≤ 0.02 % of the cord's voxels
+    assert int(((default.labels == 2) != (exact.labels == 2)).sum()) <= max(1, 0.0002 * int(ref.sum()))
     assert dice(fast.labels > 0, default.labels > 0) >= 0.95  # measured 0.965 with the phantom model
     assert default.stats["tiles"] >= 1 and fast.stats["tiles"] == 1  # one large tile covers this scan
 

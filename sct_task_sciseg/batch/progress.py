@@ -1,8 +1,10 @@
-"""Progress of a batch: one bar with ETA on a terminal, plain lines with an ETA otherwise (logs, pipes)."""
+"""Progress of a batch (one bar with ETA on a terminal, plain lines with an ETA otherwise: logs, pipes) and of
+the stages within one scan (:class:`ScanProgress`)."""
 from __future__ import annotations
 
 import sys
 import time
+from typing import Optional
 
 
 class Progress:
@@ -46,3 +48,43 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+STAGES = {"load": "loading the model", "preprocess": "preprocessing (nnU-Net: crop, resample, normalise)",
+          "network": "network", "resample": "resampling back to the input grid", "predict": "predicting",
+          "postprocess": "post-processing", "write": "writing outputs"}
+
+
+class ScanProgress:
+    """``progress(stage, done, total)`` for :meth:`Segmenter.segment`: on a terminal, a line per stage and a bar
+    with ETA over the network's forward passes; elsewhere one line per stage (no bar)."""
+
+    def __init__(self, name: str, tty: Optional[bool] = None, stream=None):
+        self.name, self.stream = name, stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.stage: Optional[str] = None
+        self.bar = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self._close_bar()
+            self.stage = stage
+            passes = f" ({total} tile passes)" if stage == "network" and total else ""
+            print(f"{self.name}: {STAGES.get(stage, stage)}{passes}", file=self.stream, flush=True)
+            if stage == "network" and total and self.tty:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="tile", file=self.stream, leave=False, dynamic_ncols=True,
+                                bar_format="  {l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        if self.bar is not None and done:
+            if total and total != self.bar.total:
+                self.bar.total = total
+            self.bar.update(done - self.bar.n)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self._close_bar()

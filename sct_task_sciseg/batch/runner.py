@@ -7,6 +7,8 @@
 - Resume: an input whose outputs exist and whose JSON sidecars match the current model, software and parameters
   (and the input's sha256) is skipped; ``overwrite=True`` recomputes everything.
 - Failures are isolated: a bad input is reported (one line) and the batch goes on.
+- ``analyze=True`` adds the lesion analysis of each scan (:mod:`.analysis`); resume then also needs current
+  analysis files.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from ..errors import SciSegError
 from ..io.atomic import check_writable
 from ..io.naming import is_output_folder, output_paths, sidecar_path
 from ..io.nifti import load_image
-from ..pipeline.provenance import sidecar
+from ..pipeline.writer import sidecar_for
 from .inputs import Item, output_base_for
-from .progress import Progress
+from .progress import STAGES, Progress, ScanProgress
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Job:
     seconds: float = 0.0
     counts: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles, network seconds, phase timings
+    analysis: Optional[object] = None  # the LesionAnalysis written with -analyze
 
     @property
     def path(self) -> Path:
@@ -47,8 +50,9 @@ def _stderr_error(message: str) -> None:
     print(f"sciseg: error: {message}", file=sys.stderr)
 
 
-def up_to_date(segmenter, job: Job) -> bool:
-    """True when every output and its sidecar exist and the sidecar says: same input, model and parameters."""
+def up_to_date(segmenter, job: Job, analyze: bool = False) -> bool:
+    """True when every output and its sidecar exist and the sidecar says: same input, model and parameters
+    (with ``analyze``: and the analysis files exist and were made from that same segmentation)."""
     if not all(p.is_file() and sidecar_path(p).is_file() for p in job.outputs.values()):
         return False
     try:
@@ -60,19 +64,23 @@ def up_to_date(segmenter, job: Job) -> bool:
             found = json.loads(sidecar_path(path).read_text())
         except (OSError, ValueError):
             return False
-        if found != json.loads(json.dumps(sidecar(expected, segmenter.task.output(name)))):
+        if found != json.loads(json.dumps(sidecar_for(expected, segmenter.task, name))):
             return False
+    if analyze:
+        from .analysis import analysis_current
+        return analysis_current(segmenter.task, job.outputs, expected)
     return True
 
 
 def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool, progress: Progress,
-         verbose: int, error) -> List[Job]:
+         verbose: int, error, analyze: bool = False) -> List[Job]:
     """Give every job its output paths; fail those whose folder is unusable, skip those up to date; returns
     the jobs left to run."""
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs)
+            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs,
+                                       soft=segmenter.config.soft)
             folder = next(iter(job.outputs.values())).parent
             if is_output_folder(output):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +91,7 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
         except OSError as exc:
             _fail(job, f"{job.path}: cannot create the output folder ({exc.strerror or exc})", progress, error)
             continue
-        if not overwrite and up_to_date(segmenter, job):
+        if not overwrite and up_to_date(segmenter, job, analyze):
             job.status, job.reason = "skipped", "outputs up to date (same input, model and parameters)"
             progress.step()
             if verbose:
@@ -95,16 +103,17 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
 
 def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *, overwrite: bool = False,
               verbose: int = 1, on_result: Optional[Callable] = None,
-              error: Callable[[str], None] = _stderr_error) -> List[Job]:
+              error: Callable[[str], None] = _stderr_error, analyze: bool = False) -> List[Job]:
     """Segment ``items`` with one loaded model; returns one :class:`Job` per input with its status.
 
-    ``on_result(job, result)`` runs in the main thread after each prediction (QC pictures, ...).
+    ``on_result(job, result)`` runs in the main thread after each prediction (QC pictures, ...); with
+    ``analyze`` the lesion analysis runs and is written before it (``job.analysis``).
     """
     jobs = [Job(it) for it in items]
     progress = Progress(len(jobs), enabled=verbose > 0)
-    todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error)
+    todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
     if todo:
-        _Pipeline(segmenter, todo, progress, verbose, on_result, error).run()
+        _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze).run()
     progress.close()
     return jobs
 
@@ -121,8 +130,9 @@ _END = object()
 class _Pipeline:
     """Reader thread → prediction (main thread) → writer thread."""
 
-    def __init__(self, segmenter, todo: List[Job], progress: Progress, verbose: int, on_result, error):
-        self.segmenter, self.todo, self.progress = segmenter, todo, progress
+    def __init__(self, segmenter, todo: List[Job], progress: Progress, verbose: int, on_result, error,
+                 analyze: bool = False):
+        self.segmenter, self.todo, self.progress, self.analyze = segmenter, todo, progress, analyze
         self.verbose, self.on_result, self.error = verbose, on_result, error
         self.loaded: "queue.Queue" = queue.Queue(maxsize=1)
         self.written: "queue.Queue" = queue.Queue(maxsize=2)
@@ -135,6 +145,8 @@ class _Pipeline:
         for t in threads:
             t.start()
         try:
+            if self.verbose and self.progress.total == 1 and self.segmenter._loaded is None:
+                self.progress.say(f"{self.todo[0].path}: {STAGES['load']}", err=True)
             self.segmenter.load()  # overlaps with reading the first input
             if len(self.todo) > 1:
                 self.segmenter.engine.keep_compiled = True  # speed over memory: no recompiling per input
@@ -172,11 +184,18 @@ class _Pipeline:
             job.status, job.reason = "failed", problem
             self._finish(job, t0)
             return
+        scan = ScanProgress(str(job.path)) if self.verbose and self.progress.total == 1 else None
         try:
-            result = self.segmenter.segment(image)
+            result = self.segmenter.segment(image, progress=scan)
+            if scan is not None:
+                scan("write", 0, 0)
+                scan.close()
             job.counts = {k: int(m.dataobj[...].sum()) for k, m in result.masks.items()}
             job.stats = {**{k: round(float(v), 3) if isinstance(v, float) else v for k, v in result.stats.items()},
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
+            if self.analyze:
+                from .analysis import analyze_result
+                job.analysis = analyze_result(self.segmenter, job.outputs, result, job.path)
             if self.on_result is not None:
                 self.on_result(job, result)
         except SciSegError as exc:

@@ -1,6 +1,7 @@
 """What each ``sciseg`` mode does: list tasks, install, register with SCT, segment (batch, QC)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,26 +75,51 @@ def cmd_segment(args) -> int:
                           tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                           folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
                           quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
-                          tiles=args.tiles, fast=args.fast)
+                          tiles=args.tiles, fast=args.fast, soft=bool(args.soft))
+    if args.analyze and not segmenter.task.labels.finding:
+        err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
+        return 2
     plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
     jobs = plan.failed
     if plan.items:
         from ..inference.tuning import configure_process
         configure_process(args.threads)
-        on_result = (lambda job, result: _write_qc(args, segmenter, job.path, result)) if args.qc else None
+        on_result = (lambda job, result: _write_qc(args, segmenter, job, result)) if args.qc else None
         jobs = plan.merge(run_batch(segmenter, plan.items, args.o, overwrite=args.overwrite, verbose=args.v,
-                                    on_result=on_result, error=err))
+                                    on_result=on_result, error=err, analyze=args.analyze))
+        if args.analyze and (len(plan.items) > 1 or any(Path(i).is_dir() for i in args.i)):
+            _write_cohort(args, segmenter, plan.items, jobs)
     if len(jobs) > 1 and args.v:
         print(summary(jobs, time.perf_counter() - t0))
     return 1 if any(j.status == "failed" for j in jobs) else 0
 
 
-def _write_qc(args, segmenter, path: Path, result) -> None:
+def _write_cohort(args, segmenter, items, jobs) -> None:
+    from ..batch.analysis import job_analysis_paths
+    from ..batch.cohort import from_sidecar, write_cohort
+    from ..io.naming import is_output_folder
+
+    scans = []
+    for job in jobs:
+        if job.analysis is not None:
+            scans.append((job.path, job.analysis.rows, job.analysis.summary))
+        elif job.status == "skipped":
+            found = from_sidecar(job_analysis_paths(segmenter.task, job.outputs)["json"])
+            if found is not None:
+                scans.append((job.path, *found))
+    folder = (Path(args.o) if is_output_folder(args.o)
+              else Path(os.path.commonpath([str(it.path.resolve().parent) for it in items])))
+    path = write_cohort(scans, folder)
+    if args.v:
+        print(f"cohort table: {path} ({len(scans)} scans)")
+
+
+def _write_qc(args, segmenter, job, result) -> None:
     from ..qc import Roles, write_qc
-    write_qc(Path(args.qc), path, result.image, result.masks,
+    write_qc(Path(args.qc), job.path, result.image, result.masks,
              model_tag=segmenter.model.tag if segmenter.model else "custom", task_name=segmenter.task.name,
              dataset=args.qc_dataset, subject=args.qc_subject, session=None, bids_root=None,
-             roles=Roles.of(segmenter.task.labels))
+             roles=Roles.of(segmenter.task.labels), analysis=job.analysis)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -16,6 +16,11 @@ def cli_hint(hint: Hint) -> str:
         return "set SCISEG_MODELS_DIR or pass -models-dir"
     if hint.action == "mirror":
         return "check the network or set SCISEG_RELEASE_URL to a mirror"
+    if hint.action == "runtime":
+        return ('outside SCT: `pip install "sct_task_sciseg[standalone]"`; inside SCT: run sciseg with SCT\'s '
+                "own Python, which has them")
+    if hint.action == "repair-nnunet":
+        return f"repair it with `{p.get('command')}`"
     return hint.text()
 
 

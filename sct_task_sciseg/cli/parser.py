@@ -13,6 +13,7 @@ EPILOG = """\
 examples:
   sciseg -i sub-01_T2w.nii.gz                      # → sub-01_T2w_sc_seg.nii.gz, sub-01_T2w_lesion_seg.nii.gz
   sciseg -i a.nii.gz b.nii.gz -o out/              # several inputs, model loaded once
+  sciseg -i bids/ -o derivatives/sciseg/ -analyze  # + lesion morphometrics and one cohort table
   sciseg -install-task seg_sc_lesion_t2w_sci       # default release (r20240729, SCIsegV2)
   sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
   SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="1: keep the largest cord component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                     help="1: fill holes in the cord")
+    pp.add_argument("-soft", type=int, nargs="?", const=1, default=0, choices=(0, 1),
+                    help="1: also write each output's probability map, <in>_sc_seg_soft.nii.gz and "
+                         "<in>_lesion_seg_soft.nii.gz (float32 in [0, 1], same inference; the mask at -thr T is "
+                         "soft >= T, before post-processing)")
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
                     help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
     inf = p.add_argument_group("inference")
@@ -122,10 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("-threads", type=THREADS, default=None,
                      help="CPU threads for the network, 1 to the number of CPUs (default: all cores)")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                     help="network precision. fp32: nnU-Net's own PyTorch path, masks identical to sct_deepseg. "
-                          "auto (default): bf16 on CPUs with native bf16, fp16 autocast on CUDA, else fp32 "
-                          "through OpenVINO when installed (Dice >= 0.999 against fp32, see benchmarks/). fp16 on a CPU "
-                          "without native fp16 is emulated (~80x slower; a warning says so)")
+                     help="network precision. auto (default): fp32 on every CPU, through OpenVINO when installed "
+                          "(0 voxels differ from fp32 on the 10 benchmark inputs; tests bound it at 0.02%% of the "
+                          "cord), nnU-Net's own fp16 autocast on CUDA (as SCT). fp32: exact mode, nnU-Net's own "
+                          "PyTorch path, masks identical to sct_deepseg. bf16: CPUs with native bf16; changes "
+                          "0-1.0%% of the cord's voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x "
+                          "slower, a warning says so)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
@@ -133,19 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
                           "tiles that hold only air; body crops to the body's bounding box (normalisation "
                           "still over the whole image)")
     inf.add_argument("-fast", action="store_true",
-                     help="screening mode: body crop and large tiles; several times faster than the default, "
-                          "masks differ slightly (measured agreement in benchmarks/results.md)")
+                     help="screening mode: body crop, large tiles and bf16 on CPUs with native bf16; several "
+                          "times faster than the default, masks differ (4-50%% of the cord's voxels with the demo "
+                          "model: benchmarks/results/precision_agreement.md)")
     inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
+    an = p.add_argument_group("lesion analysis")
+    an.add_argument("-analyze", action="store_true",
+                    help="after segmenting, measure every lesion as SCT 7.3's sct_analyze_lesion does: "
+                         "<in>_lesion_seg_analysis.csv, <in>_lesion_seg_label.nii.gz and a JSON sidecar next to "
+                         "the masks; a batch also writes lesion_analysis_cohort.csv under the output folder")
     qc = p.add_argument_group("quality control")
     qc.add_argument("-qc", metavar="DIR", help="write QC pictures and an index.html report into DIR")
     qc.add_argument("-qc-dataset", default=None, help="dataset name shown in the QC report")
     qc.add_argument("-qc-subject", default=None, help="subject shown in the QC report")
     misc = p.add_argument_group("other")
     misc.add_argument("-demo", action="store_true", help="offline demo: synthetic phantom → masks → Dice")
-    misc.add_argument("-seed", type=SEED, default=None, help="phantom seed for -demo (0 to 2**32 - 1)")
+    misc.add_argument("-seed", type=SEED, default=None, help="phantom seed for -demo (default 2024: same "
+                      "phantom, masks and Dice on every run; 0 to 2**32 - 1); -demo writes into -o DIR, else a "
+                      "new temporary folder")
     misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
     misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
     misc.add_argument("-replace-builtin", action="store_true",

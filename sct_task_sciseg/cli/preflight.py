@@ -82,7 +82,9 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
     if args.o and several and not is_output_folder(args.o):
         raise UsageError(f"-o {args.o}: several inputs need an output folder (end it with /)")
-    plans = [(it.path, list(output_paths(output_base_for(it, args.o), task.outputs).values())) for it in items]
+    soft = bool(getattr(args, "soft", 0))
+    plans = [(it.path, list(output_paths(output_base_for(it, args.o), task.outputs, soft=soft).values()))
+             for it in items]
     problem = collision(plans)
     if problem:
         raise UsageError(f"{problem}; nothing was run (choose another -o)")

@@ -48,11 +48,9 @@ def _stock_fallback(resolved: Resolved, verbose: bool) -> bool:
 
 def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedModel:
     """An initialised predictor for ``model_folder`` and its checkpoints (imports torch and nnU-Net)."""
+    nnunet_compat.require_runtime()
     import torch
 
-    problem = nnunet_compat.version_problem()
-    if problem:
-        raise ModelError(f"{model_folder}: {problem}")
     nn = nnunet_compat.import_nnunet()
     resolved = resolve(settings)
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
@@ -119,13 +117,17 @@ def predict_labels(predictor, data_zyx: np.ndarray, spacing_zyx: Sequence[float]
     return predict(predictor, data_zyx, spacing_zyx, return_probabilities)[0]
 
 
-def predict(predictor, data_zyx: np.ndarray, spacing_zyx: Sequence[float], return_probabilities: bool = False):
-    """(nnU-Net's output, per-call statistics as a dict) of one (z, y, x) array."""
+def predict(predictor, data_zyx: np.ndarray, spacing_zyx: Sequence[float], return_probabilities: bool = False,
+            report=None):
+    """(nnU-Net's output, per-call statistics as a dict) of one (z, y, x) array; ``report(stage, done, total)``
+    follows the stages (with nnU-Net's stock predictor: only "predict")."""
     import torch
 
     if hasattr(predictor, "predict_with_stats"):
-        out, stats = predictor.predict_with_stats(data_zyx, spacing_zyx, return_probabilities)
+        out, stats = predictor.predict_with_stats(data_zyx, spacing_zyx, return_probabilities, report)
         return out, stats.as_dict()
+    if report is not None:
+        report("predict", 0, 0)
     with torch.inference_mode():
         out = predictor.predict_single_npy_array(
             data_zyx[None].astype(np.float32, copy=False), {"spacing": [float(s) for s in spacing_zyx]},

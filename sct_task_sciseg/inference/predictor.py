@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from .nnunet_compat import import_nnunet, patch_size, prefill_gaussian
 from .roi import LARGE_TILE_FACTOR, body_mask, bounding_box, large_tile
 
 BACKGROUND_LOGIT = -30.0  # region logit written where no tile ran (sigmoid ≈ 1e-13)
+#: ``report(stage, done, total)``: "preprocess", "network" (forward passes done / to do), "resample"
+Report = Callable[[str, int, int], None]
 nnUNetPredictor = import_nnunet().predictor
 
 
@@ -49,6 +51,9 @@ class _Call:
         self.mask: Optional[np.ndarray] = None  # body mask of the region predicted (tile skipping)
         self.warm: Optional[threading.Thread] = None
         self.t_enter = self.t_exit = 0.0
+        self.report: Optional[Report] = None
+        self.passes_done = 0
+        self.passes_total = 0
 
 
 class SciSegPredictor(nnUNetPredictor):
@@ -66,10 +71,15 @@ class SciSegPredictor(nnUNetPredictor):
     def configure(self, crop: str, tiles: str, strides: List[int]) -> None:
         self.crop, self.tiles, self.strides = crop, tiles, list(strides)
 
-    def predict_with_stats(self, data_zyx: np.ndarray, spacing_zyx, return_probabilities: bool = False):
-        """(nnU-Net's output, :class:`CallStats`) for one (z, y, x) array."""
+    def predict_with_stats(self, data_zyx: np.ndarray, spacing_zyx, return_probabilities: bool = False,
+                           report: Optional[Report] = None):
+        """(nnU-Net's output, :class:`CallStats`) for one (z, y, x) array; ``report`` follows its stages."""
         with self.lock:
             self._call = call = _Call()
+            call.report = report
+            if report is not None:
+                report("preprocess", 0, 0)
+                self.network.on_forward = self._forward_done
             t0 = time.perf_counter()
             try:
                 with torch.inference_mode():
@@ -78,6 +88,7 @@ class SciSegPredictor(nnUNetPredictor):
                         None, None, return_probabilities)
             finally:
                 self._call = None
+                self.network.on_forward = None
             if call.t_enter:  # nnU-Net's own phases around the sliding window
                 call.stats.seconds["preprocess"] = call.t_enter - t0
                 call.stats.seconds["resample_back"] = time.perf_counter() - call.t_exit
@@ -139,7 +150,15 @@ class SciSegPredictor(nnUNetPredictor):
         stats.seconds.update({"network": f1 - f0 - (e1 - e0), "forward_calls": c1 - c0, "compile": e1 - e0})
         call.t_exit = time.perf_counter()
         stats.seconds["sliding_window"] = call.t_exit - call.t_enter
+        if call.report is not None:
+            call.report("resample", 0, 0)
         return logits
+
+    def _forward_done(self) -> None:
+        call = self._call
+        if call is not None and call.report is not None:
+            call.passes_done += 1
+            call.report("network", call.passes_done, max(call.passes_total, call.passes_done))
 
     def _region(self, data, call: _Call):
         """The body's bounding box to predict (None: all of it); sets the body mask for tile skipping."""
@@ -194,5 +213,9 @@ class SciSegPredictor(nnUNetPredictor):
                 if kept:
                     call.stats.tiles_skipped += len(slicers) - len(kept)
                     slicers = kept
+        if call.report is not None and call.stats.tiles == 0:  # first fold: every fold runs the same tiles
+            per_tile = 2 ** len(self.allowed_mirroring_axes or ()) if self.use_mirroring else 1
+            call.passes_total = len(slicers) * per_tile * max(1, len(self.list_of_parameters or [None]))
+            call.report("network", 0, call.passes_total)
         call.stats.tiles += len(slicers)
         return slicers

@@ -1,8 +1,9 @@
 """Predictor settings and what ``auto`` becomes on this machine (device, precision, backend, threads).
 
 - ``precision``: ``fp32`` is nnU-Net's own PyTorch path, voxel-identical to ``sct_deepseg``; ``bf16``/``fp16``
-  run the network under autocast; ``auto`` picks bf16 only on CPUs with native bf16 (avx512_bf16/amx_bf16),
-  fp16 autocast on CUDA (what nnU-Net itself does there), else fp32.
+  run the network under autocast and change masks, so they run only when asked for; ``auto`` is fp32 on the
+  CPU (SCT's arithmetic, on every CPU) and nnU-Net's own fp16 autocast on CUDA (what SCT does there); with
+  ``fast`` it is bf16 on CPUs that compute bf16 natively (avx512_bf16/amx_bf16).
 - ``backend``: ``torch``, or the same network exported to OpenVINO or ONNX Runtime (CPU). ``auto`` = OpenVINO
   when it is installed and the device is a CPU, unless ``precision`` is explicitly ``fp32`` (exact mode);
   without OpenVINO, PyTorch on the CPU runs in the channels_last_3d layout outside exact mode.
@@ -79,6 +80,7 @@ class PredictorSettings:
     backend: str = "auto"  # auto | torch | openvino | onnxruntime
     crop: str = "none"  # none | tiles | body
     tiles: str = "patch"  # patch | large
+    fast: bool = False  # -fast: mask-changing levers allowed (bf16 on CPUs that compute it natively)
 
 
 @dataclass
@@ -157,6 +159,8 @@ def _resolve_device(name: str):
 
 def resolve(settings: PredictorSettings) -> Resolved:
     """Turn ``auto`` settings into concrete ones for this machine (imports torch)."""
+    from .nnunet_compat import require_runtime
+    require_runtime()
     import torch
 
     for value, allowed, what in ((settings.precision, PRECISIONS, "precision"), (settings.backend, BACKENDS, "backend"),
@@ -171,7 +175,7 @@ def resolve(settings: PredictorSettings) -> Resolved:
     if precision == "auto":
         if device.type == "cuda":
             precision = "fp16"
-        elif device.type == "cpu" and native_bf16():
+        elif device.type == "cpu" and settings.fast and native_bf16():
             precision = "bf16"
         else:
             precision = "fp32"

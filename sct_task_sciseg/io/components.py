@@ -1,4 +1,8 @@
-"""Connected components of binary masks (3-D, 26-connectivity: SCT's and nnU-Net's convention)."""
+"""Connected components of binary masks (3-D; 26-connectivity by default, nnU-Net's convention).
+
+``connectivity`` counts how many coordinates two neighbours may differ in, as in scikit-image: 1 = 6-, 2 = 18-,
+3 = 26-neighbourhood. SCT's ``sct_analyze_lesion`` uses scikit-image's ``connectivity=2`` (18) on 3-D masks.
+"""
 from __future__ import annotations
 
 from typing import Tuple
@@ -8,11 +12,14 @@ import numpy as np
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
-def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
-    """(component labels 1..n, n) of a 3-D mask, 26-connectivity."""
+def label_components(mask: np.ndarray, connectivity: int = 3) -> Tuple[np.ndarray, int]:
+    """(component labels 1..n in raster order of their first voxel, n) of a 3-D mask."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=FULL_CONNECTIVITY)
+    if connectivity not in (1, 2, 3):
+        raise ValueError(f"connectivity must be 1, 2 or 3 (6-, 18- or 26-neighbourhood), not {connectivity!r}")
+    structure = FULL_CONNECTIVITY if connectivity == 3 else ndimage.generate_binary_structure(3, connectivity)
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=structure)
     return labels, int(n)
 
 

@@ -245,6 +245,15 @@ def mask_image(mask: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
     return out
 
 
+def probability_image(prob: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A float32 [0, 1] image carrying the reference's affine, qform/sform codes and units."""
+    out = mask_image(np.zeros(prob.shape, dtype=np.uint8), reference)
+    out = nib.Nifti1Image(np.asarray(prob, dtype=np.float32), out.affine, out.header)
+    out.header.set_data_dtype(np.float32)
+    out.header["cal_min"], out.header["cal_max"] = 0.0, 1.0
+    return out
+
+
 def image_content(img: nib.Nifti1Image, path: Union[str, Path]):
     """What :func:`~sct_task_sciseg.io.atomic.atomic_write` writes for ``img`` at ``path`` (``.nii`` bytes, or a
     writer of ``.nii.gz``)."""

@@ -39,6 +39,7 @@ class SegmenterConfig:
     crop: Optional[str] = None
     tiles: Optional[str] = None
     fast: bool = False
+    soft: bool = False  # also return / write each output's probability map (``<in><suffix>_soft.nii.gz``)
 
     def __post_init__(self):
         for name in ("model_folder", "models_dir"):
@@ -72,7 +73,7 @@ class SegmenterConfig:
             folds=self.folds or d.folds,
             checkpoints=(self.checkpoint,) if self.checkpoint else d.checkpoints,
             verbose=False,
-            precision=self.precision, backend=self.backend,
+            precision=self.precision, backend=self.backend, fast=self.fast,
             crop=self.crop or (FAST_CROP if self.fast else DEFAULT_CROP),
             tiles=self.tiles or ("large" if self.fast else "patch"),
         )

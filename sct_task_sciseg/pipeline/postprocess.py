@@ -64,6 +64,26 @@ def labels_from_probabilities(probs: np.ndarray, thr: float, regions_class_order
     return labels
 
 
+def soft_maps(probs: np.ndarray, regions_class_order: Sequence[int], outputs: Sequence) -> dict:
+    """Output name → float32 probability map in [0, 1], consistent with :func:`labels_from_probabilities`:
+    ``soft >= thr`` is exactly the output's mask at threshold ``thr`` (before post-processing).
+
+    An output's map is the maximum over the regions whose label belongs to it (SCIseg: cord = max(cord region,
+    lesion region), since a lesion voxel is cord; lesion = the lesion region). This holds for nested schemes,
+    where no later region takes a voxel out of an output; other schemes are refused.
+    """
+    order = [int(c) for c in regions_class_order]
+    out = {}
+    for o in outputs:
+        inside = [i for i, c in enumerate(order) if c in o.labels]
+        if not inside:
+            raise ValueError(f"output {o.name!r}: no region of the model gives its labels {o.labels}")
+        if any(order[j] not in o.labels for j in range(min(inside), len(order))):
+            raise ValueError(f"output {o.name!r}: a later region overrides it; no consistent probability map")
+        out[o.name] = np.max(np.asarray(probs, dtype=np.float32)[inside], axis=0)
+    return out
+
+
 def apply(labels: np.ndarray, pp: PostProcessing, voxel_volume_mm3: float,
           scheme: LabelScheme = SCISEG.labels) -> np.ndarray:
     """Apply ``pp`` to a label map (in any orientation: operations are orientation-free)."""

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import nibabel as nib
 import numpy as np
@@ -16,13 +16,13 @@ import numpy as np
 from ..errors import ModelError, OutputError, SciSegError
 from ..io.atomic import check_writable
 from ..io.intensity import power_of_two_scale
-from ..io.naming import output_base, output_paths, real
-from ..io.nifti import from_array, mask_image, read_header, validate_image
+from ..io.naming import SOFT, output_base, output_paths, real
+from ..io.nifti import from_array, mask_image, probability_image, read_header, validate_image
 from ..io.orientation import Reorientation, sct_to_nib_axcodes
 from ..io.resources import check_model_space
 from ..weights import InstalledModel, ensure_installed, find_installed
 from .config import SegmenterConfig
-from .postprocess import apply, labels_from_probabilities, split
+from .postprocess import apply, labels_from_probabilities, soft_maps, split
 from .provenance import provenance
 from .writer import write_outputs
 
@@ -38,6 +38,7 @@ class Segmentation:
     masks: Dict[str, nib.Nifti1Image]
     timings: Dict[str, float] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, phase seconds
+    soft: Dict[str, nib.Nifti1Image] = field(default_factory=dict)  # ``soft=True``: probability map per output
 
 
 class Segmenter:
@@ -56,6 +57,8 @@ class Segmenter:
         if unknown:
             raise TypeError(f"unknown Segmenter option(s): {', '.join(sorted(unknown))}")
         self.config = SegmenterConfig(task=task, tag=tag, **options)
+        from ..inference.nnunet_compat import require_runtime
+        require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
         self.settings = self.config.predictor_settings(self.task)
         self._model: Optional[InstalledModel] = None
@@ -173,27 +176,45 @@ class Segmenter:
             return validate_image(image, "<image>")
         raise TypeError(f"cannot segment a {type(image).__name__}")
 
-    def segment(self, image: ImageLike, affine: Optional[np.ndarray] = None) -> Segmentation:
-        """Segment one image (path, nibabel image, or array + affine); nothing is written."""
+    def segment(self, image: ImageLike, affine: Optional[np.ndarray] = None, *,
+                progress: Optional[Callable[[str, int, int], None]] = None) -> Segmentation:
+        """Segment one image (path, nibabel image, or array + affine); nothing is written.
+
+        ``progress(stage, done, total)`` follows the stages: "load", "preprocess", "network" (forward passes
+        done / to do), "resample", "postprocess"."""
+        report = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
         img = self._as_image(image, affine)
         if not isinstance(image, (str, Path)):  # (a path was checked before its data were read)
             name = image.get_filename() if isinstance(image, nib.Nifti1Image) else None
             self.check_size(img, name or "<image>")
         ta = time.perf_counter()
+        if self._loaded is None:
+            report("load", 0, 0)
         predictor = self.load()
         t1 = time.perf_counter()
-        labels, stats = self._predict(predictor, img)
+        labels, probs, stats = self._predict(predictor, img, progress)
+        report("postprocess", 0, 0)
         t2 = time.perf_counter()
         voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
         labels = apply(labels, self.config.postprocessing, voxel_mm3, self.task.labels)
         masks = {name: mask_image(m, img) for name, m in split(labels, self.task.outputs).items()}
+        soft = {} if probs is None else {
+            name: probability_image(p, img)
+            for name, p in soft_maps(probs, self._regions_class_order(), self.task.outputs).items()}
         t3 = time.perf_counter()
         timings = {"load_input": ta - t0, "load_model": t1 - ta, "predict": t2 - t1, "postprocess": t3 - t2}
-        return Segmentation(img, labels, masks, timings, stats)
+        return Segmentation(img, labels, masks, timings, stats, soft)
 
-    def _predict(self, predictor, img: nib.Nifti1Image):
-        """(label map on the input grid, per-call statistics): model orientation, (z, y, x) order, and back."""
+    def _regions_class_order(self) -> List[int]:
+        order = self.dataset_json.get("regions_class_order")
+        if not order:
+            raise ModelError(f"{self.model_folder}: -thr and -soft need a region-based model (regions_class_order)")
+        return [int(c) for c in order]
+
+    def _predict(self, predictor, img: nib.Nifti1Image, progress=None):
+        """(label map, region probabilities or None, per-call statistics), all on the input grid: model
+        orientation, (z, y, x) order, and back. Probabilities are computed only for ``-thr`` and ``-soft``."""
         from ..inference.loader import predict
 
         data = np.asanyarray(img.dataobj, dtype=np.float32)
@@ -204,19 +225,22 @@ class Segmenter:
             arr_zyx *= np.float32(scale)
         spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
         thr = self.config.postprocessing.thr
-        if thr is None:
-            labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx)
+        if thr is None and not self.config.soft:
+            labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx, report=progress)
+            return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), None, stats
+        order = self._regions_class_order()
+        (labels_zyx, probs_zyx), stats = predict(predictor, arr_zyx, spacing_zyx, return_probabilities=True,
+                                                 report=progress)
+        probs = np.stack([reo.undo(np.asarray(p, dtype=np.float32).transpose(2, 1, 0)) for p in probs_zyx])
+        if thr is not None:
+            labels = labels_from_probabilities(probs, thr, order)
         else:
-            (_, probs), stats = predict(predictor, arr_zyx, spacing_zyx, return_probabilities=True)
-            order = self.dataset_json.get("regions_class_order")
-            if not order:
-                raise ModelError(f"{self.model_folder}: -thr needs a region-based model (regions_class_order)")
-            labels_zyx = labels_from_probabilities(np.asarray(probs), thr, order)
-        return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), stats
+            labels = reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8)
+        return labels, (probs if self.config.soft else None), stats
 
     # -- files -------------------------------------------------------------------------------------
     def output_paths(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
-        return output_paths(output_base(input_path, output), self.task.outputs)
+        return output_paths(output_base(input_path, output), self.task.outputs, soft=self.config.soft)
 
     def provenance(self, input_path: Optional[Path]) -> dict:
         """BIDS-derivatives ``GeneratedBy`` record with every parameter of this run."""
@@ -239,7 +263,8 @@ class Segmenter:
     def write(self, result: Segmentation, paths: Dict[str, Path], input_path: Optional[Path]) -> None:
         if input_path is not None and real(input_path) in {real(p) for p in paths.values()}:
             raise OutputError(f"{input_path}: an output would overwrite this input; choose another output name")
-        write_outputs(result.masks, paths, self.provenance(input_path), self.task)
+        write_outputs({**result.masks, **{f"{k}{SOFT}": v for k, v in result.soft.items()}}, paths,
+                      self.provenance(input_path), self.task)
 
 
 def segment(image: ImageLike, output: Union[str, Path, None] = None, *, affine: Optional[np.ndarray] = None,

@@ -13,19 +13,26 @@ from typing import Dict, List, Mapping, Tuple
 import nibabel as nib
 
 from ..io.atomic import Content, atomic_write_all
-from ..io.naming import sidecar_path
+from ..io.naming import SOFT, sidecar_path
 from ..io.nifti import image_content
 from .provenance import sidecar
 
 
 def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path], prov: dict, task) -> Dict[str, Path]:
-    """Write every mask of ``paths`` and its sidecar (``prov`` plus the output's name, labels, description)."""
+    """Write every image of ``paths`` and its sidecar (``prov`` plus the output's name, labels, description);
+    ``<name>_soft`` keys are the outputs' probability maps. All of them or none (see the module's docstring)."""
     files: List[Tuple[Path, Content]] = []
     for name, path in paths.items():
         files.append((Path(path), image_content(masks[name], path)))
-        files.append((sidecar_path(path), json.dumps(sidecar(prov, task.output(name)), indent=2) + "\n"))
+        files.append((sidecar_path(path), json.dumps(sidecar_for(prov, task, name), indent=2) + "\n"))
     atomic_write_all(files)
     return dict(paths)
+
+
+def sidecar_for(prov: dict, task, name: str) -> dict:
+    """The sidecar of output ``name`` (``<output>_soft``: that output's probability map)."""
+    soft = name.endswith(SOFT)
+    return sidecar(prov, task.output(name[: -len(SOFT)] if soft else name), soft=soft)
 
 
 def read_sidecar(path: Path) -> dict:

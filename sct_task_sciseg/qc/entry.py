@@ -66,7 +66,7 @@ class ScanContext:
 def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], *,
              model_tag: str, task_name: str, dataset: Optional[str] = None, subject: Optional[str] = None,
              session: Optional[str] = None, bids_root: Optional[Path] = None,
-             roles: Roles = DEFAULT_ROLES) -> Path:
+             roles: Roles = DEFAULT_ROLES, analysis=None) -> Path:
     """Everything ``-qc DIR`` does for one segmented scan; returns the path of its entry JSON.
 
     * pictures: ``DIR/pictures/<entry id>/<stem>_{sagittal,axial}[_plain][_thumb].png`` (:func:`render_qc`);
@@ -79,6 +79,9 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     defaults to the nearest parent folder holding ``participants.tsv`` or ``dataset_description.json``, and
     ``dataset`` to that folder's name. The entry id combines dataset, subject, session, file, task and model tag:
     running the same scan and model again replaces its row.
+
+    ``analysis`` (a :class:`~sct_task_sciseg.analysis.LesionAnalysis` of these masks) adds its per-scan numbers
+    (``entry["analysis"]``) and the tissue-bridge picture (:func:`.bridges.render_bridges`).
     """
     t0 = time.perf_counter()
     qc_dir, image_path = Path(qc_dir), Path(image_path)
@@ -93,6 +96,9 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     title = " / ".join(x for x in (ctx.dataset, ctx.subject, ctx.session, image_path.name) if x)
     t1 = time.perf_counter()
     pictures = render_qc(image, masks, qc_dir / "pictures" / entry_id, stem, title=title, roles=roles)
+    if analysis is not None:
+        from .bridges import render_bridges
+        pictures.update(render_bridges(analysis, qc_dir / "pictures" / entry_id, stem))
     render_ms = (time.perf_counter() - t1) * 1000.0
     entry = {
         "schema": 1, "id": entry_id, "dataset": ctx.dataset, "subject": ctx.subject, "session": ctx.session,
@@ -103,10 +109,23 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
         "shape": [int(s) for s in image.shape[:3]],
         "zooms_mm": [round(float(z), 4) for z in image.header.get_zooms()[:3]],
         "orientation": "".join(c or "?" for c in nib.aff2axcodes(image.affine)),
-        "stats": stats, "flags": flags,
+        "stats": stats, "flags": flags, "analysis": analysis_numbers(analysis),
         "pictures": {k: p.relative_to(qc_dir).as_posix() for k, p in pictures.items()},
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "render_ms": round(render_ms, 1), "version": __version__,
     }
     entry["qc_ms"] = round((time.perf_counter() - t0) * 1000.0, 1)
     return report.add_qc_entry(qc_dir, entry)
+
+
+def analysis_numbers(analysis) -> Optional[dict]:
+    """What the report shows of a lesion analysis: the scan's summary and a few numbers per lesion."""
+    if analysis is None:
+        return None
+    from ..analysis.table import json_value
+
+    keep = ("label", "volume [mm3]", "length [mm]", "max_axial_damage_ratio []",
+            "interpolated_dorsal_bridge_width [mm]", "interpolated_ventral_bridge_width [mm]",
+            "interpolated_total_bridge_width [mm]", "total_bridge_width_single_slice [mm]", "bridges_from")
+    lesions = [{k: json_value(r.get(k)) for k in keep} for r in analysis.rows if r.get("label")]
+    return {"summary": {k: json_value(v) for k, v in analysis.summary.items()}, "lesions": lesions}

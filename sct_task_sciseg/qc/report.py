@@ -35,6 +35,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from urllib.parse import quote
 
 from ..io.atomic import atomic_write
+from . import report_analysis
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ENTRIES = "entries"
@@ -186,7 +187,7 @@ def _thumb_cell(entry: dict, kind: str) -> str:
             f'<div class=links>{links}</div></td>')
 
 
-def _row(entry: dict, order: int) -> str:
+def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
     stats = entry.get("stats") or {}
     flags = list(entry.get("flags") or [])
     subject = entry.get("subject") or ""
@@ -227,6 +228,8 @@ def _row(entry: dict, order: int) -> str:
         f'<option value="">–</option><option value="pass">pass</option><option value="fail">fail</option>'
         f'<option value="unsure">unsure</option></select></td>',
     ]
+    if with_analysis:
+        cells[9:9] = report_analysis.cells(entry)
     data = {"order": order, "id": entry.get("id"), "flags": " ".join(flags), "dataset": dataset,
             "subject": subject, "session": entry.get("session"), "file": entry.get("file"), "model": model,
             "lesions": stats.get("lesion_count"), "lesion-volume": stats.get("lesion_volume_mm3")}
@@ -268,13 +271,16 @@ def _titles(entries: List[dict]) -> Dict[str, str]:
     return json.loads(seen.pop()) if len(seen) == 1 else {"cord": "cord", "lesion": "lesion"}
 
 
-def _columns(titles: Dict[str, str]) -> List[tuple]:
+def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]:
     cord, lesion = titles["cord"], titles["lesion"]
     names = {"cord_volume": (f"{cord.capitalize()} mm³", f"{cord} volume ({lesion} included)"),
              "lesion_count": (f"{lesion.capitalize()}s", f"number of {lesion}s (3-D connected components, "
                               "26-connectivity)"),
              "lesion_volume": (f"{lesion.capitalize()} mm³", f"total {lesion} volume (hover a value for each)")}
-    return [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
+    cols = [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
+    if with_analysis:
+        cols[9:9] = report_analysis.COLUMNS
+    return cols
 
 
 def _toolbar(entries: List[dict], titles: Dict[str, str]) -> str:
@@ -308,9 +314,10 @@ VIEWER = """<div id=viewer hidden>
 def render_html(entries: List[dict], title: str = "SCIseg quality control") -> str:
     """The whole page for ``entries`` (no external resource: CSS and JavaScript inline)."""
     titles = _titles(entries)
+    with_analysis = any(e.get("analysis") for e in entries)
     heads = "".join(f'<th data-key="{k}" data-type="{t}" title="{_e(tip)}" scope=col>{_e(h)}</th>'
-                    for k, h, t, tip in _columns(titles))
-    rows = "\n".join(_row(e, i) for i, e in enumerate(entries))
+                    for k, h, t, tip in _columns(titles, with_analysis))
+    rows = "\n".join(_row(e, i, with_analysis) for i, e in enumerate(entries))
     legend_flags = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in FLAG_DESCRIPTIONS.items())
     generated = _dt.datetime.now().astimezone().isoformat(timespec="seconds").replace("T", " ")
     return f"""<!DOCTYPE html>

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -26,6 +26,7 @@ class NetworkEngine(torch.nn.Module):
         self.forward_calls = 0
         self.compile_seconds = 0.0
         self.keep_compiled = False  # batches: keep compiled networks between inputs
+        self.on_forward: Optional[Callable[[], None]] = None  # called after every forward pass (progress)
 
     def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
         if state_dict is self._loaded:
@@ -43,6 +44,8 @@ class NetworkEngine(torch.nn.Module):
         y = self.run(x)
         self.forward_seconds += time.perf_counter() - t0
         self.forward_calls += 1
+        if self.on_forward is not None:
+            self.on_forward()
         return y
 
     def run(self, x: torch.Tensor) -> torch.Tensor:

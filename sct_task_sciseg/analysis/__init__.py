@@ -1,0 +1,17 @@
+"""Lesion morphometrics with the definitions of SCT 7.3's ``sct_analyze_lesion`` (numpy/scipy/nibabel only).
+
+Modules: :mod:`.grid` (RPI reorientation, slice numbers back in the input's indices), :mod:`.centerline`
+(SCT's B-spline centreline and angles), :mod:`.midsagittal` (the shared midsagittal slice), :mod:`.measures`
+(volume, length, width, diameter, damage ratio, midsagittal extent), :mod:`.bridges` (tissue bridges),
+:mod:`.rows` and :mod:`.table` (rows, columns, CSV), :mod:`.analyze` (entry points), :mod:`.files` (masks from
+files), :mod:`.writer` (CSV, label image, JSON sidecar), :mod:`.phantoms` (analytic test objects).
+"""
+from .analyze import (SCT_CONNECTIVITY, LesionAnalysis, LesionDetail, analyze_label_map, analyze_lesions,
+                      analyze_masks)
+from .files import analyze_lesion_files, load_mask
+from .table import OWN_COLUMNS, SCT_COLUMNS
+from .writer import analysis_paths, write_analysis
+
+__all__ = ["OWN_COLUMNS", "SCT_COLUMNS", "SCT_CONNECTIVITY", "LesionAnalysis", "LesionDetail",
+           "analysis_paths", "analyze_label_map", "analyze_lesion_files", "analyze_lesions", "analyze_masks",
+           "load_mask", "write_analysis"]

@@ -1,0 +1,203 @@
+"""Lesion morphometrics of one scan: the entry points and the result.
+
+Order of work, as SCT 7.3's ``sct_analyze_lesion``: reorient to RPI; label the connected components of the
+*raw* lesion mask (scikit-image ``connectivity=2`` in SCT = 18-neighbourhood, the default here); keep the
+voxels inside the cord; fit the cord centreline; choose the midsagittal slice from the largest lesion; measure
+each lesion. Where SCT crashes, this goes on and says so in the row's ``note``: components entirely outside the
+cord are counted (summary) and get no row; the inside part of the others is analysed and their outside voxels
+reported; the ids are renumbered 1..n over the analysed lesions (unchanged whenever SCT itself runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..io.components import label_components
+from .bridges import Bridges, measure_bridges
+from .centerline import Angles, SliceSums, cord_angles
+from .grid import Grid
+from .measures import CordContext, Lesion, image_stats, sct_measures, volume
+from .midsagittal import Midsagittal, choose
+from .rows import lesion_row, summary_of, zero_row
+from .table import columns as table_columns
+
+SCT_CONNECTIVITY = 2  # skimage.measure.label(connectivity=2) in SCT 7.3: 18-neighbourhood on 3-D masks
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+@dataclass
+class LesionDetail:
+    """One analysed lesion in RPI: its crop, raw-component bookkeeping, and its bridges (for QC drawing)."""
+
+    label: int
+    lesion: Lesion
+    bridges: Bridges
+    voxels_outside: int
+
+
+@dataclass
+class LesionAnalysis:
+    """The result: ``rows`` (one per lesion, or one zero-lesion row) keyed by ``columns``, the per-scan
+    ``summary``, the lesion-id image on the input grid, and the RPI geometry QC draws from."""
+
+    rows: List[Dict[str, object]]
+    columns: List[str]
+    summary: Dict[str, object]
+    label_img: nib.Nifti1Image
+    grid: Grid
+    lesions: List[LesionDetail] = field(default_factory=list)
+    cord: Optional[np.ndarray] = None  # RPI boolean
+    midsagittal: Optional[Midsagittal] = None
+    parameters: Dict[str, object] = field(default_factory=dict)
+    sources: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lesion_count(self) -> int:
+        return int(self.summary["lesion_count"])
+
+
+def _same_grid(ref: nib.spatialimages.SpatialImage, other: nib.spatialimages.SpatialImage, what: str) -> None:
+    if tuple(other.shape[:3]) != tuple(ref.shape[:3]):
+        raise InputError(f"{what}: grid {tuple(other.shape[:3])} differs from the lesion mask's "
+                         f"{tuple(ref.shape[:3])}; the masks must share one voxel grid")
+    if not np.allclose(other.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
+        raise InputError(f"{what}: voxel-to-world affine differs from the lesion mask's; the masks must share "
+                         "one voxel grid (resample one onto the other)")
+
+
+def _data(img) -> np.ndarray:
+    data = np.asanyarray(img.dataobj)
+    return data.reshape(data.shape[:3]) if data.ndim == 4 and data.shape[3] == 1 else data
+
+
+def _bbox(mask: np.ndarray):
+    """Slices of the bounding box of a 3-D mask (empty slices for an empty mask); one pass over the mask."""
+    hit_z = np.nonzero(mask.any(axis=(0, 1)))[0]
+    if not hit_z.size:
+        return slice(0, 0), slice(0, 0), slice(0, 0)
+    zs = slice(int(hit_z[0]), int(hit_z[-1]) + 1)
+    slab = mask[:, :, zs]
+    hit_x, hit_y = np.nonzero(slab.any(axis=(1, 2)))[0], np.nonzero(slab.any(axis=(0, 2)))[0]
+    return slice(int(hit_x[0]), int(hit_x[-1]) + 1), slice(int(hit_y[0]), int(hit_y[-1]) + 1), zs
+
+
+def _relabel(lesion: np.ndarray, cord: Optional[np.ndarray], connectivity: int):
+    """(ids 1..n of the analysed lesions inside the cord, on the lesion mask's bounding box; the box; voxels
+    outside per analysed id; components wholly outside; voxels outside in total)."""
+    box = _bbox(lesion)
+    if not lesion[box].size:
+        return np.zeros((0, 0, 0), dtype=np.int32), box, [], 0, 0
+    raw, n = label_components(lesion[box], connectivity)
+    inside = raw if cord is None else np.where(cord[box], raw, 0)
+    n_in = np.bincount(inside.ravel(), minlength=n + 1)
+    n_all = np.bincount(raw.ravel(), minlength=n + 1)
+    kept = [k for k in range(1, n + 1) if n_in[k]]
+    lookup = np.zeros(n + 1, dtype=np.int32)
+    lookup[kept] = np.arange(1, len(kept) + 1)
+    outside = [int(n_all[k] - n_in[k]) for k in kept]
+    return lookup[inside], box, outside, n - len(kept), int(n_all[1:].sum() - n_in[1:].sum())
+
+
+def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = False, *,
+                    connectivity: int = SCT_CONNECTIVITY, image_name: str = "image") -> LesionAnalysis:
+    """Measure every lesion of a lesion mask (non-zero = lesion) against a cord mask (non-zero = cord).
+
+    Without a cord only volumes are measured (as SCT). ``image_img`` adds SCT's ``mean_<name>``/``std_<name>``
+    columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns. All images share one grid.
+    """
+    for other, what in ((cord_img, "cord mask"), (image_img, "image")):
+        if other is not None:
+            _same_grid(lesion_img, other, what)
+    grid = Grid.of(lesion_img.shape, lesion_img.affine, lesion_img.header.get_zooms())
+    zooms = grid.rpi_zooms
+    lesion = grid.to_rpi(_data(lesion_img) != 0)
+    cord = grid.to_rpi(_data(cord_img) != 0) if cord_img is not None else None
+    ids, box, outside, gone, n_outside = _relabel(lesion, cord, connectivity)
+    crops = []
+    for k, b in enumerate(ndimage.find_objects(ids) if ids.size else []):
+        origin = tuple(s.start + o.start for s, o in zip(b, box))
+        crops.append(Lesion(ids[b] == k + 1, origin, lesion.shape))
+    mid, angles, ctx = None, Angles.flat(grid.rpi_shape[2]), None
+    if cord is not None and crops:
+        sums = SliceSums.of(cord)
+        mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
+        angles = cord_angles(sums, zooms)
+        ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
+    image = grid.to_rpi(_data(image_img)) if image_img is not None else None
+    details, rows = [], []
+    for k, crop in enumerate(crops):
+        measures = {"volume [mm3]": volume(crop, zooms)}
+        bridges = Bridges()
+        if ctx is not None:
+            measures.update(sct_measures(crop, ctx))
+            bridges = measure_bridges(crop, ctx)
+        if image is not None:
+            measures[f"mean_{image_name}"], measures[f"std_{image_name}"] = image_stats(crop, image)
+        detail = LesionDetail(k + 1, crop, bridges, outside[k])
+        details.append(detail)
+        rows.append(lesion_row(detail, measures, grid, mid, perslice))
+    per_slice = _per_slice_numbers(details, grid) if perslice else []
+    names = table_columns(image_name if image is not None else "", per_slice)
+    if not rows:
+        rows = [zero_row(n_outside, gone, zooms, cord is not None)]
+    summary = summary_of(rows if crops else [], grid, mid, n_outside, gone, zooms)
+    label_img = _label_image(ids, box, grid, lesion_img)
+    params = {"connectivity": connectivity, "perslice": bool(perslice), "cord": cord_img is not None,
+              "image": image_name if image is not None else None}
+    return LesionAnalysis(rows, names, summary, label_img, grid, details, cord, mid, params)
+
+
+def _per_slice_numbers(details: List[LesionDetail], grid: Grid) -> List[int]:
+    """Input sagittal slice numbers with per-slice bridges, in SCT's column order (first lesion first)."""
+    seen: List[int] = []
+    for d in details:
+        for x in sorted(d.bridges.per_slice):
+            n = int(grid.input_index(0, x))
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def _label_image(ids: np.ndarray, box, grid: Grid, reference) -> nib.Nifti1Image:
+    """The lesion ids (given on ``box`` of the RPI grid) on the input grid, with the lesion mask's affine,
+    qform/sform and units."""
+    n = int(ids.max()) if ids.size else 0
+    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
+    full = np.zeros(grid.rpi_shape, dtype=dtype)
+    full[box] = ids
+    hdr = reference.header.copy()
+    hdr.set_data_dtype(dtype)
+    out = nib.Nifti1Image(grid.from_rpi(full), reference.affine, hdr)
+    out.set_qform(reference.header.get_qform(), code=int(reference.header["qform_code"]))
+    out.set_sform(reference.header.get_sform(), code=int(reference.header["sform_code"]))
+    out.header["scl_slope"], out.header["scl_inter"] = 1.0, 0.0
+    out.header["cal_min"], out.header["cal_max"] = 0, n
+    return out
+
+
+def analyze_masks(masks: Mapping[str, object], scheme, image_img=None, perslice: bool = False, *,
+                  connectivity: int = SCT_CONNECTIVITY, image_name: str = "image") -> LesionAnalysis:
+    """Analyse a segmentation given as one mask per task output; the task's label scheme says which is the
+    lesion (``finding``) and which the cord (``parent``)."""
+    if not scheme.finding:
+        raise InputError("this task has no finding (lesion) output to analyse")
+    return analyze_lesions(masks[scheme.finding], masks[scheme.parent], image_img, perslice,
+                           connectivity=connectivity, image_name=image_name)
+
+
+def analyze_label_map(label_img, scheme, image_img=None, perslice: bool = False, *,
+                      connectivity: int = SCT_CONNECTIVITY, image_name: str = "image") -> LesionAnalysis:
+    """Analyse a label map (SCIseg: 1 cord, 2 lesion) through the task's label scheme."""
+    if not scheme.finding:
+        raise InputError("this task has no finding (lesion) output to analyse")
+    data = _data(label_img)
+    masks = {}
+    for name in (scheme.parent, scheme.finding):
+        mask = np.isin(data, scheme.output(name).labels).astype(np.uint8)
+        masks[name] = nib.Nifti1Image(mask, label_img.affine, label_img.header)
+    return analyze_masks(masks, scheme, image_img, perslice, connectivity=connectivity, image_name=image_name)

@@ -1,0 +1,107 @@
+"""The columns of the lesion table: SCT 7.3's ``measures`` sheet first (same names and units), then this
+package's own columns; and the table as CSV text."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Dict, Iterable, List, Mapping, Sequence
+
+SCT_COLUMNS: Dict[str, str] = {
+    "label": "lesion id, as in the <mask>_label.nii.gz image (0: the row of a scan without lesion)",
+    "volume [mm3]": "lesion volume (voxels inside the cord × voxel volume)",
+    "length [mm]": "S-I length: sum over axial slices holding the lesion of slice thickness / cos(3-D cord angle)",
+    "width [mm]": "A-P width: maximum over axial slices of the A-P extent × cos(sagittal cord angle)",
+    "max_equivalent_diameter [mm]": "diameter of the circle with the largest angle-corrected axial lesion area",
+    "max_axial_damage_ratio []": "maximum over axial slices of lesion area / cord area (no angle correction)",
+    "interpolated_midsagittal_slice": "midsagittal position (fractional slice index along the input's R-L axis), "
+                                      "shared by all lesions of the scan",
+    "length_interpolated_midsagittal_slice [mm]": "S-I length of the lesion on the interpolated midsagittal slice",
+    "width_interpolated_midsagittal_slice [mm]": "A-P width of the lesion on the interpolated midsagittal slice",
+    "interpolated_dorsal_bridge_width [mm]": "minimum dorsal tissue bridge on the interpolated midsagittal slice",
+    "interpolated_ventral_bridge_width [mm]": "minimum ventral tissue bridge on the interpolated midsagittal slice",
+    "interpolated_total_bridge_width [mm]": "SCT's total: minimum dorsal + minimum ventral bridge (the two "
+                                            "minima may lie on different axial slices)",
+    "dorsal_bridge_ratio [%]": "dorsal / total bridge width × 100",
+    "ventral_bridge_ratio [%]": "ventral / total bridge width × 100",
+}
+SCT_IMAGE_COLUMNS = ("mean_{}", "std_{}")  # with -i IMAGE, after max_axial_damage_ratio, as SCT places them
+PER_SLICE_KINDS = ("dorsal", "ventral", "total")
+
+OWN_COLUMNS: Dict[str, str] = {
+    "total_bridge_width_single_slice [mm]": "minimum over axial slices of dorsal + ventral bridge on the SAME "
+                                            "slice of the interpolated midsagittal slice (a well-defined total)",
+    "total_bridge_axial_slice": "axial slice (index along the input's S-I axis) of that minimum",
+    "dorsal_bridge_axial_slice": "axial slice of the minimum dorsal bridge",
+    "ventral_bridge_axial_slice": "axial slice of the minimum ventral bridge",
+    "bridges_from": "midsagittal (measured on the interpolated midsagittal slice), cord_ap_diameter (lesion "
+                    "off the midsagittal slices: SCT's fallback, half the cord's A-P diameter each) or none",
+    "voxels": "lesion voxels analysed (inside the cord)",
+    "voxels_outside_cord": "voxels of this connected component outside the cord mask (not analysed)",
+    "volume_outside_cord [mm3]": "their volume",
+    "touches_image_edge": "1 when the lesion touches a face of the image (it may continue outside)",
+    "centroid_x [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
+    "centroid_y [mm]": "",
+    "centroid_z [mm]": "",
+    "note": "what happened to this lesion beyond SCT's definitions, in words",
+}
+OWN_COLUMNS["centroid_y [mm]"] = OWN_COLUMNS["centroid_z [mm]"] = OWN_COLUMNS["centroid_x [mm]"]
+
+
+def per_slice_column(slice_number: int, kind: str) -> str:
+    """SCT's per-sagittal-slice column (``slice_<n>_<kind>_bridge_width [mm]``, n in input indices)."""
+    return f"slice_{int(slice_number)}_{kind}_bridge_width [mm]"
+
+
+def columns(image_name: str = "", per_slice: Sequence[int] = ()) -> List[str]:
+    """Column order: SCT's (with image statistics and per-slice bridges where asked), then own columns."""
+    sct = list(SCT_COLUMNS)
+    if image_name:
+        at = sct.index("max_axial_damage_ratio []") + 1
+        sct[at:at] = [c.format(image_name) for c in SCT_IMAGE_COLUMNS]
+    sct += [per_slice_column(n, k) for n in per_slice for k in PER_SLICE_KINDS]
+    return sct + list(OWN_COLUMNS)
+
+
+def describe(names: Iterable[str]) -> Dict[str, str]:
+    """Descriptions of the given columns (for the JSON sidecar)."""
+    out = {}
+    for name in names:
+        if name in SCT_COLUMNS or name in OWN_COLUMNS:
+            out[name] = SCT_COLUMNS.get(name) or OWN_COLUMNS[name]
+        elif name.startswith(("mean_", "std_")):
+            out[name] = f"{name.split('_', 1)[0]} of the image within the lesion (voxels where the image is not 0)"
+        elif name.startswith("slice_"):
+            out[name] = "minimum bridge width on this sagittal slice (input index), over its axial slices"
+    return out
+
+
+def cell(value) -> str:
+    """One CSV cell: integers as integers, floats with full precision, NaN/None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def to_csv(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([cell(row.get(n)) for n in names])
+    return buf.getvalue()
+
+
+def json_value(value):
+    """A cell for JSON: NaN → None, numpy scalars → Python numbers."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
