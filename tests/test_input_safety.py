@@ -47,7 +47,9 @@ def copy_input(path: Path) -> Path:
 
 
 def errors(stderr: str):
-    return [ln for ln in stderr.splitlines() if ln.strip()]
+    """The error lines of ``stderr`` (progress lines aside); a traceback fails the test."""
+    assert "Traceback" not in stderr, stderr
+    return [ln for ln in stderr.splitlines() if ln.startswith("sciseg: error:")]
 
 
 def masks_of(result):
