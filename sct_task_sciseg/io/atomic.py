@@ -1,12 +1,13 @@
 """One way to write files so that none is ever seen half-written, and a set of files either all or none.
 
 The content goes to a temporary file in the target's own folder (same filesystem), is flushed and fsynced,
-then renamed over the target with ``os.replace``; on any failure (Ctrl-C and SIGTERM included) the temporary
-file is removed and the target is untouched. :func:`atomic_write_all` does this for several files that belong
-together (two masks and their sidecars): every temporary file is written first, then all are renamed; if a
-rename fails, the files already renamed get their previous content back (or are removed when there was
-none). Temporary names start with a dot and end in ``.tmp`` (see :func:`is_temp_name`), so a folder scan for
-inputs never takes one for an image.
+then renamed over the target with ``os.replace``; on any failure (Ctrl-C included, and SIGTERM under the
+``sciseg`` command, which raises the same exception for it) the temporary file is removed and the target is
+untouched. :func:`atomic_write_all` does this for several files that belong together (two masks and their
+sidecars): every temporary file is written first, then all are renamed; if a rename fails, the files already
+renamed get their previous content back (or are removed when there was none). Temporary names start with a
+dot and end in ``.tmp`` and folder scans for inputs skip hidden names
+(:func:`sct_task_sciseg.io.naming.is_hidden`), so a leftover temporary file is never taken for an image.
 """
 from __future__ import annotations
 
@@ -25,11 +26,6 @@ TEMP_SUFFIX = ".tmp"
 def temp_path(path: Path) -> Path:
     """A fresh temporary name beside ``path`` (hidden, ending in ``.tmp``)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
-
-
-def is_temp_name(name: str) -> bool:
-    """True for the names :func:`temp_path` makes (hidden and ending in ``.tmp``)."""
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 def _write_temp(path: Path, content: Content, mode: int) -> Path:
