@@ -6,9 +6,7 @@ import hashlib
 import os
 import signal
 import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -182,22 +180,20 @@ def test_unwritable_output(installed_model, tmp_path):
 
 
 def test_ctrl_c_leaves_no_partial_output(installed_model, tmp_path):
-    src = tmp_path / "in.nii.gz"
-    src.write_bytes(T2_FAKE_LESION.read_bytes())
-    env = dict(os.environ, SCISEG_MODELS_DIR=str(installed_model.path.parent.parent))
-    exe = Path(sys.executable).with_name("sciseg")
-    proc = subprocess.Popen([str(exe), "-i", str(src), "-threads", "1"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)  # inside imports / inference
+    """Ctrl-C in the middle of a run (once torch is loading: past the checks, before any output)."""
+    from test_input_safety import slow_input, start_cli, wait_for_torch
+    if not sys.platform.startswith("linux"):
+        pytest.skip("watches /proc/PID/maps")
+    src = slow_input(tmp_path / "in.nii.gz")
+    before = sha(src)
+    proc = start_cli(["-i", src, "-threads", "1"], {"SCISEG_MODELS_DIR": str(installed_model.path.parent.parent)})
+    wait_for_torch(proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (130, 0), err
-    names = sorted(p.name for p in tmp_path.iterdir())
-    if proc.returncode == 130:
-        assert names == ["in.nii.gz"], names
-        assert "interrupted" in err
-    else:  # finished before the signal: outputs complete, no temp files
-        assert not [n for n in names if ".tmp" in n]
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"] and sha(src) == before
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert len([ln for ln in err.splitlines() if ln.startswith("sciseg: error:")]) == 1, err
 
 
 def test_readme_flag_table_and_help_list_the_same_flags():

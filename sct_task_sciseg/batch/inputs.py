@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-from ..io.naming import is_nifti, is_output_folder, output_base, strip_nifti_suffix
+from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, strip_nifti_suffix
 
 BIDS_PATTERNS = ("sub-*/anat/*_T2w.nii*", "sub-*/ses-*/anat/*_T2w.nii*")
+BIDS_SUFFIX = "_T2w"
 
 
 @dataclass
@@ -19,30 +21,84 @@ class Item:
     root: Optional[Path] = None
 
 
+@dataclass
+class Unreadable:
+    """A folder of an input tree that could not be listed, so whatever it holds is missing from the batch."""
+
+    path: Path
+    reason: str
+
+    def message(self) -> str:
+        return f"{self.path}: cannot read this folder ({self.reason}); its scans are skipped"
+
+
 def is_bids(folder: Path) -> bool:
     return any(p.is_dir() for p in folder.glob("sub-*"))
 
 
-def _found_in(folder: Path) -> List[Path]:
+def _entries(folder: Path, problems: List[Unreadable]) -> List[Path]:
+    """The sorted entries of ``folder``, hidden ones left out; an unreadable folder is recorded."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(Path(e.path) for e in it if not is_hidden(e.name))
+    except OSError as exc:
+        problems.append(Unreadable(folder, exc.strerror or type(exc).__name__))
+        return []
+
+
+def _folder(path: Path, problems: List[Unreadable]) -> bool:
+    """True for a folder; a name that cannot even be looked up (dangling link, link loop) is recorded."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError as exc:
+        problems.append(Unreadable(path, exc.strerror or type(exc).__name__))
+        return False
+
+
+def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
+    """``sub-*/anat/*_T2w.nii*`` and ``sub-*/ses-*/anat/*_T2w.nii*``, reporting every folder that cannot be read."""
+    found = []
+    for sub in _entries(root, problems):
+        if not sub.name.startswith("sub-") or sub.is_file() or not _folder(sub, problems):
+            continue
+        entries = _entries(sub, problems)
+        sessions = [e for e in entries if e.name.startswith("ses-") and not e.is_file() and _folder(e, problems)]
+        anats = [e for folder in [entries] + [_entries(ses, problems) for ses in sessions]
+                 for e in folder if e.name == "anat"]
+        for anat in anats:
+            if _folder(anat, problems):
+                found += [q for q in _entries(anat, problems) if is_nifti(q)
+                          and strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX)]
+    return sorted(set(found))
+
+
+def _found_in(folder: Path, problems: List[Unreadable]) -> List[Path]:
     if is_bids(folder):
-        return sorted({q for pattern in BIDS_PATTERNS for q in folder.glob(pattern) if is_nifti(q)})
-    return sorted(q for q in folder.iterdir() if q.is_file() and is_nifti(q)
-                  and not strip_nifti_suffix(q.name).endswith("_seg"))
+        return _bids_scans(folder, problems)
+    return [q for q in _entries(folder, problems) if q.is_file() and is_nifti(q)
+            and not strip_nifti_suffix(q.name).endswith("_seg")]
 
 
-def expand(items: Sequence[str]) -> List[Item]:
-    """Files as given; a folder → its NIfTI files; a BIDS dataset → its T2w scans (duplicates removed)."""
+def scan(items: Sequence[str]) -> Tuple[List[Item], List[Unreadable]]:
+    """(inputs, unreadable folders): files as given; a folder → its NIfTI files (hidden ones, such as
+    temporary files, left out); a BIDS dataset → its T2w scans; duplicates removed."""
     out: List[Item] = []
+    problems: List[Unreadable] = []
     seen = set()
     for entry in items:
         p = Path(entry)
-        new = [Item(q, p) for q in _found_in(p)] if p.is_dir() else [Item(p, None)]
+        new = [Item(q, p) for q in _found_in(p, problems)] if p.is_dir() else [Item(p, None)]
         for it in new:
             key = os.path.abspath(it.path)
             if key not in seen:
                 seen.add(key)
                 out.append(it)
-    return out
+    return out, problems
+
+
+def expand(items: Sequence[str]) -> List[Item]:
+    """The inputs of :func:`scan` (unreadable folders left out silently: use :func:`scan` to report them)."""
+    return scan(items)[0]
 
 
 def output_base_for(item: Item, output: Optional[str]) -> Path:

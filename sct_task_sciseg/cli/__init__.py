@@ -1,20 +1,68 @@
 """``sciseg``: SCIseg standalone with sct_deepseg's single-dash flags (the ``sciseg`` console script).
 
-Importing this package (``-h``, ``-list-tasks``, installs) never imports torch or nnU-Net.
+Importing this package (``-h``, ``-list-tasks``, installs) never imports torch or nnU-Net. SIGTERM is handled
+like Ctrl-C: the file being written is finished or removed, no partial output is left, and the exit status
+is 143 (130 for Ctrl-C).
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
 from ..errors import SciSegError
 from .commands import cli_message, cmd_install, cmd_list_tasks, cmd_register_sct, cmd_segment, err
-from .parser import build_parser
+from .parser import build_parser, check_args
+from .preflight import UsageError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _on_stop_signal(signum, _frame) -> None:
+    for s in STOP_SIGNALS:  # the clean-up that follows must not be cut short by a second signal
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _stopped(exc: KeyboardInterrupt) -> int:
+    if isinstance(exc, Terminated):
+        err("terminated (SIGTERM); no partial output was left")
+        return 143
+    err("interrupted; no partial output was left")
+    return 130
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``sciseg`` with ``argv`` (default: the command line); returns the exit status.
+
+    Called without ``argv`` (the console script), main owns the process: once it returns, SIGINT and SIGTERM
+    are ignored, so a signal that lands while the interpreter shuts down cannot change the exit status.
+    Called with ``argv``, the previous signal handlers are put back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return _run(argv)
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, _on_stop_signal)
     try:
+        return _run(argv)
+    except KeyboardInterrupt as exc:  # a signal between the end of the run and this line
+        return _stopped(exc)
+    finally:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN if argv is None else previous[s])
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        check_args(parser, args)
         if args.list_tasks:
             return cmd_list_tasks(args.models_dir)
         if args.install is not None:
@@ -25,13 +73,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from ..demo.run import run_demo
             return run_demo(args)
         if not args.i:
-            build_parser().print_usage(sys.stderr)
+            parser.print_usage(sys.stderr)
             err("give an input with -i (or -install-task, -list-tasks, -demo)")
             return 2
         return cmd_segment(args)
-    except KeyboardInterrupt:
-        err("interrupted; no partial output was left")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _stopped(exc)
+    except UsageError as exc:
+        err(cli_message(exc))
+        return 2
     except (SciSegError, KeyError, ValueError) as exc:
         err(cli_message(exc))
         return 1

@@ -51,74 +51,68 @@ def cmd_register_sct(args) -> int:
 def _postprocessing(args):
     from ..pipeline import PostProcessing
     from ..pipeline.postprocess import parse_size
+    from .preflight import UsageError
 
     task = resolve_task(args.task)[0]
     for spec in args.remove_small:
-        parse_size(spec, task.labels)  # fail early on a typo
+        try:
+            parse_size(spec, task.labels)  # fail early on a typo
+        except ValueError as exc:
+            raise UsageError(f"argument -remove-small: {exc}") from None
     return PostProcessing(thr=args.thr, largest=bool(args.largest), fill_holes=bool(args.fill_holes),
                           remove_small=tuple(args.remove_small))
 
 
-def _output_folder_problem(args, items) -> Optional[int]:
-    from ..io.naming import is_output_folder
-    several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
-    if args.o and several and not is_output_folder(args.o):
-        err(f"-o {args.o}: several inputs need an output folder (end it with /)")
-        return 2
-    if args.o and args.o.endswith(("/", os.sep)):
-        try:
-            Path(args.o).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            err(f"{args.o}: cannot create the output folder ({exc.strerror})")
-            return 1
-    return None
-
-
 def cmd_segment(args) -> int:
-    pp = _postprocessing(args)
-    from ..batch import expand
+    """Segment every input: all paths and headers are checked first (:mod:`.preflight`), torch and the
+    model load only when something is left to run; with ``-scheduler``, one task per scan on a cluster."""
+    from ..weights import resolve_models_dir
+    from .preflight import plan_run
+
     if args.scheduler:
         from ..batch.executors import require_dask
         require_dask(slurm=args.scheduler == "slurm")  # before any work: one line saying what to install
-    items = expand(args.i)
-    if not items:
-        err(f"{' '.join(args.i)}: no NIfTI input found")
-        return 1
-    problem = _output_folder_problem(args, items)
-    if problem is not None:
-        return problem
-    if not args.scheduler:
-        return _run(args, items, pp, args.threads, None)
-    from ..batch.executors import open_cluster
-    with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
-        return _run(args, items, pp, threads, executor)
-
-
-def _run(args, items, pp, threads: Optional[int], executor) -> int:
-    """The batch, in this process (``executor`` None) or one task per scan on a cluster."""
-    from ..batch import run_batch, summary
-    from ..inference.tuning import configure_process
-    from ..pipeline import Segmenter
-
-    segmenter = Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=threads,
-                          tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
-                          folds=args.folds, checkpoint=args.checkpoint, postprocessing=pp, quiet=args.v == 0,
-                          precision=args.precision, backend=args.backend, crop=args.crop, tiles=args.tiles,
-                          fast=args.fast, soft=bool(args.soft))
-    if executor is None:
-        configure_process(threads)
+    t0 = time.perf_counter()
+    segmenter = _segmenter(args, args.threads)
     if args.analyze and not segmenter.task.labels.finding:
         err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
         return 2
+    plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
+    jobs = plan.failed
+    if plan.items and not args.scheduler:
+        from ..inference.tuning import configure_process
+        configure_process(args.threads)
+        jobs = plan.merge(_batch(args, segmenter, plan.items, None))
+    elif plan.items:
+        from ..batch.executors import open_cluster
+        with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
+            if threads != args.threads:  # the workers' threads: part of the segmenter's description
+                segmenter = _segmenter(args, threads)
+            jobs = plan.merge(_batch(args, segmenter, plan.items, executor))
+    if len(jobs) > 1 and args.v:
+        from ..batch import summary
+        print(summary(jobs, time.perf_counter() - t0))
+    return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _segmenter(args, threads: Optional[int]):
+    from ..pipeline import Segmenter
+    return Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=threads,
+                     tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
+                     folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
+                     quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
+                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft))
+
+
+def _batch(args, segmenter, items, executor) -> list:
+    """The batch of ``items``, in this process (``executor`` None) or one task per scan on a cluster."""
+    from ..batch import run_batch
     on_result = _QCWriter.of(args, segmenter) if args.qc else None
-    t0 = time.perf_counter()
     jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
                      error=err, analyze=args.analyze, executor=executor)
     if args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
         _write_cohort(args, segmenter, items, jobs)
-    if len(jobs) > 1 and args.v:
-        print(summary(jobs, time.perf_counter() - t0))
-    return 1 if any(j.status == "failed" for j in jobs) else 0
+    return jobs
 
 
 def _write_cohort(args, segmenter, items, jobs) -> None:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+from typing import Callable, NoReturn
 
 from .. import __version__
+from ..inference.settings import check_threads, check_threshold, check_tile_step_size
 
 EPILOG = """\
 examples:
@@ -22,11 +26,78 @@ post-processing (class-aware, all off by default):
   -fill-holes   fills enclosed holes of the CORD
   -remove-small drops LESION components below a size (5mm3, 10vox); prefix sc: to act on the cord
   -thr          threshold on the cord and lesion region probabilities (nnU-Net's default is 0.5)
+
+limits (environment; checked from each header before its data are read):
+  SCISEG_MAX_MODEL_VOXELS  largest image in voxels, as stored and at the model's spacing (default 2**27; 0: none)
+  SCISEG_CHECK_MEMORY      0: do not refuse inputs whose estimated memory exceeds the available memory
+
+Paths, collisions (an output that is an input, two inputs with one output) and flags are checked before
+anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with every refusal as one line (``sciseg: error: …``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} -h)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _checked(kind: Callable, check: Callable, what: str) -> Callable:
+    """An argparse type: ``kind`` (int/float) then ``check``; a refusal names the value and the valid range."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
+
+
+def _non_negative(limit: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not 0 <= value < limit:
+            raise ValueError(f"{value}: use 0 to {limit - 1}")
+        return value
+    return check
+
+
+def _positive(limit: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not 1 <= value <= limit:
+            raise ValueError(f"{value}: use 1 to {limit}")
+        return value
+    return check
+
+
+def _file_name(text: str) -> str:
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise ValueError(f"{text!r}: a checkpoint file name inside each fold folder is needed (no path)")
+    return text
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value}: a finite number is needed")
+    return value
+
+
+THRESHOLD = _checked(float, check_threshold, "a probability")
+THREADS = _checked(int, check_threads, "a whole number of threads")
+TILE_STEP = _checked(float, lambda v: check_tile_step_size(_finite(v)), "a fraction of a tile")
+FOLD = _checked(int, _non_negative(1000), "a fold number")
+SEED = _checked(int, _non_negative(2 ** 32), "a seed")
+COUNT = _checked(int, _positive(100_000), "a whole number")
+CHECKPOINT = _checked(str, _file_name, "a file name")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
     _inputs_and_models(p)
@@ -56,7 +127,8 @@ def _inputs_and_models(p: argparse.ArgumentParser) -> None:
 
 def _postprocessing(p: argparse.ArgumentParser) -> None:
     pp = p.add_argument_group("post-processing (see below)")
-    pp.add_argument("-thr", type=float, default=None, help="region probability threshold (default: nnU-Net's 0.5)")
+    pp.add_argument("-thr", type=THRESHOLD, default=None,
+                    help="region probability threshold, 0 < THR < 1 (default: nnU-Net's 0.5)")
     pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                     help="1: keep the largest cord component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
@@ -72,18 +144,22 @@ def _postprocessing(p: argparse.ArgumentParser) -> None:
 def _inference(p: argparse.ArgumentParser) -> None:
     inf = p.add_argument_group("inference")
     inf.add_argument("-test-time-aug", action="store_true", help="mirror test-time augmentation (slower)")
-    inf.add_argument("-tile-step-size", type=float, default=None, help="sliding-window step (default 0.5)")
-    inf.add_argument("-folds", nargs="+", type=int, default=None, help="folds to ensemble (default: all)")
-    inf.add_argument("-checkpoint", default=None, help="checkpoint file name (default: final, else best)")
+    inf.add_argument("-tile-step-size", type=TILE_STEP, default=None,
+                     help="sliding-window step as a fraction of the tile, 0.1 to 1 (default 0.5)")
+    inf.add_argument("-folds", nargs="+", type=FOLD, default=None, help="folds to ensemble (default: all)")
+    inf.add_argument("-checkpoint", type=CHECKPOINT, default=None,
+                     help="checkpoint file name (default: final, else best)")
     inf.add_argument("-device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    inf.add_argument("-threads", type=int, default=None,
-                     help="CPU threads for the network (default: all cores); with -scheduler: threads per worker")
+    inf.add_argument("-threads", type=THREADS, default=None,
+                     help="CPU threads for the network, 1 to the number of CPUs (default: all cores); with "
+                          "-scheduler: threads per worker")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                      help="network precision. auto (default): fp32 on every CPU, through OpenVINO when installed "
                           "(0 voxels differ from fp32 on the 10 benchmark inputs; tests bound it at 0.02%% of the "
                           "cord), nnU-Net's own fp16 autocast on CUDA (as SCT). fp32: exact mode, nnU-Net's own "
                           "PyTorch path, masks identical to sct_deepseg. bf16: CPUs with native bf16; changes "
-                          "0-1.0%% of the cord's voxels. fp16: CUDA (emulated on CPUs: very slow)")
+                          "0-1.0%% of the cord's voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x "
+                          "slower, a warning says so)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
@@ -110,17 +186,17 @@ def _analysis_and_cluster(p: argparse.ArgumentParser) -> None:
     cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|slurm", default=None,
                     help="run one task per scan on a Dask cluster: local (this machine), a running scheduler, "
                          "or SLURM jobs (dask-jobqueue); default: this process")
-    cl.add_argument("-workers", type=int, default=None, metavar="N",
+    cl.add_argument("-workers", type=COUNT, default=None, metavar="N",
                     help="local: worker processes (default: as many as cores and memory allow)")
     cl.add_argument("-cluster-config", metavar="FILE.yaml", default=None,
                     help="Dask configuration file (jobqueue.slurm.*: queue, account, cores, memory, walltime, "
                          "job-script-prologue, ...), as ~/.config/dask/jobqueue.yaml; flags override it")
     cl.add_argument("-slurm-queue", default=None, metavar="PARTITION", help="SLURM partition")
     cl.add_argument("-slurm-account", default=None, help="SLURM account")
-    cl.add_argument("-slurm-cores", type=int, default=None, help="cores per job")
+    cl.add_argument("-slurm-cores", type=COUNT, default=None, help="cores per job")
     cl.add_argument("-slurm-memory", default=None, metavar="SIZE", help="memory per job (e.g. 32GB)")
     cl.add_argument("-slurm-walltime", default=None, metavar="HH:MM:SS", help="walltime per job")
-    cl.add_argument("-slurm-jobs", type=int, default=1, metavar="N", help="number of jobs (default 1)")
+    cl.add_argument("-slurm-jobs", type=COUNT, default=1, metavar="N", help="number of jobs (default 1)")
     cl.add_argument("-slurm-prologue", action="append", default=[], metavar="LINE",
                     help="shell line run before each worker starts (module load, venv activation); repeatable")
 
@@ -132,11 +208,18 @@ def _qc_and_other(p: argparse.ArgumentParser) -> None:
     qc.add_argument("-qc-subject", default=None, help="subject shown in the QC report")
     misc = p.add_argument_group("other")
     misc.add_argument("-demo", action="store_true", help="offline demo: synthetic phantom → masks → Dice")
-    misc.add_argument("-seed", type=int, default=None, help="phantom seed for -demo (default 2024: same phantom, "
-                      "masks and Dice on every run); -demo writes into -o DIR, else a new temporary folder")
+    misc.add_argument("-seed", type=SEED, default=None, help="phantom seed for -demo (default 2024: same "
+                      "phantom, masks and Dice on every run; 0 to 2**32 - 1); -demo writes into -o DIR, else a "
+                      "new temporary folder")
     misc.add_argument("-register-sct", action="store_true", help="enable the task inside SCT's sct_deepseg")
     misc.add_argument("-unregister-sct", action="store_true", help="disable it again")
     misc.add_argument("-replace-builtin", action="store_true",
                       help="with -register-sct on SCT 7.x: also route SCT's own lesion_sci_t2 to this package")
     misc.add_argument("-v", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), help="verbosity 0/1/2")
     misc.add_argument("-version", action="version", version=f"sct_task_sciseg {__version__}")
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that involve more than one value (argparse checks each value on its own)."""
+    if args.folds and len(set(args.folds)) != len(args.folds):
+        parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Union
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 PathLike = Union[str, Path]
@@ -52,3 +52,36 @@ def output_paths(base: PathLike, outputs: Iterable, soft: bool = False) -> Dict[
 def sidecar_path(image_path: PathLike) -> Path:
     """The JSON sidecar of an image: ``X.nii.gz`` → ``X.json``."""
     return Path(strip_nifti_suffix(image_path) + ".json")
+
+
+def is_hidden(path: PathLike) -> bool:
+    """Hidden names (``.x``): temporary files of atomic writes, macOS ``._x`` companions; never inputs."""
+    return Path(path).name.startswith(".")
+
+
+def real(path: PathLike) -> str:
+    """The absolute, symlink-free spelling of ``path`` (which need not exist), for comparing paths."""
+    return os.path.normcase(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def is_inside(path: PathLike, folder: PathLike) -> bool:
+    p, f = real(path), real(folder)
+    return p == f or p.startswith(f.rstrip(os.sep) + os.sep)
+
+
+def collision(plans: Sequence[Tuple[PathLike, Iterable[PathLike]]]) -> Optional[str]:
+    """The first problem with ``(input, its output paths)`` pairs: an output that is an input, or two inputs
+    with the same output; None when every output is new and distinct."""
+    inputs = {real(i): i for i, _ in plans}
+    owner: Dict[str, PathLike] = {}
+    for inp, outs in plans:
+        for out in outs:
+            key = real(out)
+            if key in inputs and real(inputs[key]) == real(inp):
+                return f"{inp}: its own output {out} is this input"
+            if key in inputs:
+                return f"{inputs[key]}: is an input and would be overwritten by the output of {inp}"
+            if key in owner and real(owner[key]) != real(inp):
+                return f"{owner[key]} and {inp} would both write {out}"
+            owner[key] = inp
+    return None

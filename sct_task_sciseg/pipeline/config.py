@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional, Tuple, Union
 
-from ..inference.settings import PredictorSettings
+from ..inference.settings import PredictorSettings, check_folds, check_threads, check_tile_step_size
 from ..tasks import Task, resolve_task
 from .postprocess import PostProcessing
 
@@ -47,7 +47,11 @@ class SegmenterConfig:
             if value is not None:
                 object.__setattr__(self, name, str(value))
         if self.folds is not None:
-            object.__setattr__(self, "folds", tuple(int(f) for f in self.folds) or None)
+            object.__setattr__(self, "folds", check_folds(self.folds) or None)
+        if self.threads is not None:
+            check_threads(self.threads)
+        if self.tile_step_size is not None:
+            check_tile_step_size(float(self.tile_step_size))
         if self.postprocessing is None:
             object.__setattr__(self, "postprocessing", PostProcessing())
 

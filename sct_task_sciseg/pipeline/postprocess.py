@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..inference.settings import check_threshold
 from ..io.components import component_sizes, label_components
 from ..tasks import SCISEG, LabelScheme
 
@@ -35,6 +36,8 @@ class PostProcessing:
 
     def __post_init__(self):
         object.__setattr__(self, "remove_small", tuple(self.remove_small))
+        if self.thr is not None:
+            check_threshold(float(self.thr))
 
     def as_dict(self) -> dict:
         return {"thr": self.thr, "largest": self.largest, "fill_holes": self.fill_holes,

@@ -13,12 +13,14 @@ from typing import Callable, Dict, List, Optional, Union
 import nibabel as nib
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, OutputError, SciSegError
 from ..io.atomic import check_writable
-from ..io.naming import SOFT, output_base, output_paths
-from ..io.nifti import from_array, load_image, mask_image, probability_image, validate_image
+from ..io.intensity import power_of_two_scale
+from ..io.naming import SOFT, output_base, output_paths, real
+from ..io.nifti import from_array, mask_image, probability_image, read_header, validate_image
 from ..io.orientation import Reorientation, sct_to_nib_axcodes
-from ..weights import InstalledModel, ensure_installed
+from ..io.resources import check_model_space
+from ..weights import InstalledModel, ensure_installed, find_installed
 from .config import SegmenterConfig
 from .postprocess import apply, labels_from_probabilities, soft_maps, split
 from .provenance import provenance
@@ -88,6 +90,10 @@ class Segmenter:
         return json.loads((self.model_folder / "dataset.json").read_text())
 
     @property
+    def plans(self) -> dict:
+        return json.loads((self.model_folder / "plans.json").read_text())
+
+    @property
     def orientation(self) -> str:
         return self.dataset_json.get("image_orientation", self.task.default_orientation)
 
@@ -130,10 +136,38 @@ class Segmenter:
         return self._resolved
 
     # -- in memory ---------------------------------------------------------------------------------
-    @staticmethod
-    def _as_image(image: ImageLike, affine: Optional[np.ndarray]) -> nib.Nifti1Image:
+    def _installed_folder(self) -> Optional[Path]:
+        """The model folder when it is there without installing anything, else None."""
+        if self._model_folder is not None or self._model is not None:
+            return self.model_folder
+        try:
+            self._model = find_installed(self.task, self.tag, self.config.models_dir)
+        except SciSegError:  # damaged: loading the model reports it
+            return None
+        return self._model.model_folder if self._model is not None else None
+
+    def check_size(self, image: nib.Nifti1Image, name: str, install: bool = True) -> None:
+        """Refuse (InputError) an image too large at the model's spacing, or for the memory available now;
+        only its header is read. ``install=False``: no check when the model is not installed yet."""
+        if not install and self._installed_folder() is None:
+            return
+        reo = Reorientation(image.affine, image.shape[:3], self.axcodes)
+        shape_zyx = tuple(int(n) for n in reo.zooms(image.shape[:3]))[::-1]
+        zooms_zyx = reo.zooms(image.header.get_zooms()[:3])[::-1]
+        configurations = self.plans["configurations"]
+        spacing = (configurations.get("3d_fullres") or next(iter(configurations.values())))["spacing"]
+        check_model_space(name, shape_zyx, zooms_zyx, spacing, heads=max(1, len(self.task.outputs)))
+
+    def _scale_free(self) -> bool:
+        """True when the model z-scores every input channel (its masks then ignore a global intensity scale)."""
+        return all(set(c.get("normalization_schemes", [])) == {"ZScoreNormalization"}
+                   for c in self.plans["configurations"].values())
+
+    def _as_image(self, image: ImageLike, affine: Optional[np.ndarray]) -> nib.Nifti1Image:
         if isinstance(image, (str, Path)):
-            return load_image(image)
+            header = read_header(image)
+            self.check_size(header.image, str(image))
+            return validate_image(header.image, str(image))
         if isinstance(image, np.ndarray):
             if affine is None:
                 raise ValueError("an array needs its affine (voxel → world mm)")
@@ -151,6 +185,9 @@ class Segmenter:
         report = progress or (lambda stage, done, total: None)
         t0 = time.perf_counter()
         img = self._as_image(image, affine)
+        if not isinstance(image, (str, Path)):  # (a path was checked before its data were read)
+            name = image.get_filename() if isinstance(image, nib.Nifti1Image) else None
+            self.check_size(img, name or "<image>")
         ta = time.perf_counter()
         if self._loaded is None:
             report("load", 0, 0)
@@ -183,6 +220,9 @@ class Segmenter:
         data = np.asanyarray(img.dataobj, dtype=np.float32)
         reo = Reorientation(img.affine, data.shape, self.axcodes)
         arr_zyx = np.ascontiguousarray(reo.apply(data).transpose(2, 1, 0))
+        scale = power_of_two_scale(arr_zyx) if self._scale_free() else 1.0
+        if scale != 1.0:  # exact: nnU-Net's z-scores are unchanged, but its float32 sums no longer overflow
+            arr_zyx *= np.float32(scale)
         spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
         thr = self.config.postprocessing.thr
         if thr is None and not self.config.soft:
@@ -221,6 +261,8 @@ class Segmenter:
         return paths, result
 
     def write(self, result: Segmentation, paths: Dict[str, Path], input_path: Optional[Path]) -> None:
+        if input_path is not None and real(input_path) in {real(p) for p in paths.values()}:
+            raise OutputError(f"{input_path}: an output would overwrite this input; choose another output name")
         write_outputs({**result.masks, **{f"{k}{SOFT}": v for k, v in result.soft.items()}}, paths,
                       self.provenance(input_path), self.task)
 

@@ -1,24 +1,31 @@
-"""Writing a segmentation's masks and their JSON sidecars, each file atomically."""
+"""Writing a segmentation's masks and their JSON sidecars: all of them or none.
+
+Every mask and sidecar is written to a temporary file first, then all are renamed into place; when anything
+fails (disk full, a target that cannot be replaced, Ctrl-C), the previous files are put back, so a folder
+never holds a new cord mask beside a missing or stale lesion mask.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping, Tuple
 
 import nibabel as nib
 
-from ..io.atomic import atomic_write
+from ..io.atomic import Content, atomic_write_all
 from ..io.naming import SOFT, sidecar_path
-from ..io.nifti import save_image
+from ..io.nifti import image_content
 from .provenance import sidecar
 
 
 def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path], prov: dict, task) -> Dict[str, Path]:
     """Write every image of ``paths`` and its sidecar (``prov`` plus the output's name, labels, description);
-    ``<name>_soft`` keys are the outputs' probability maps."""
+    ``<name>_soft`` keys are the outputs' probability maps. All of them or none (see the module's docstring)."""
+    files: List[Tuple[Path, Content]] = []
     for name, path in paths.items():
-        save_image(masks[name], path)
-        atomic_write(sidecar_path(path), json.dumps(sidecar_for(prov, task, name), indent=2) + "\n")
+        files.append((Path(path), image_content(masks[name], path)))
+        files.append((sidecar_path(path), json.dumps(sidecar_for(prov, task, name), indent=2) + "\n"))
+    atomic_write_all(files)
     return dict(paths)
 
 

@@ -1,0 +1,127 @@
+"""Everything a segmentation run can check before torch, nnU-Net or the weights are loaded.
+
+Refused outright (nothing runs): two inputs writing the same output, an output that is an input, outputs or
+QC pictures inside the models folder, an output or QC folder that cannot be created or written. Refused per
+input (one line each, counted as failed, the others run): a missing, unreadable or malformed file, a header
+whose data would not fit in memory or in the model-space cap, a folder of the input tree that cannot be read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from ..batch.inputs import Item, output_base_for, scan
+from ..batch.runner import Job
+from ..errors import OutputError, SciSegError
+from ..io.atomic import check_writable
+from ..io.naming import collision, is_inside, is_output_folder, output_paths
+from ..io.nifti import read_header
+
+
+class UsageError(SciSegError):
+    """The command line asks for something that must not run (exit status 2)."""
+
+
+@dataclass
+class Plan:
+    """The inputs that passed, and the refused ones (already reported) as failed jobs, in input order."""
+
+    items: List[Item] = field(default_factory=list)
+    failed: List[Job] = field(default_factory=list)
+    order: List[Item] = field(default_factory=list)  # every input and unreadable folder, as found
+
+    def merge(self, jobs: List[Job]) -> List[Job]:
+        """All jobs in the order the inputs were found (refused ones where they were)."""
+        rank = {id(it): n for n, it in enumerate(self.order)}
+        return sorted(self.failed + list(jobs), key=lambda j: rank.get(id(j.item), len(rank)))
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _folder_problem(folder: Path, created: bool) -> Optional[str]:
+    """Why outputs cannot go to ``folder`` (``created``: made when missing, as under ``-o DIR/``), or None."""
+    try:
+        if folder.exists() or not created:
+            check_writable(folder)
+            return None
+        base = _nearest_existing(folder)
+        if not base.is_dir():
+            return f"{folder}: cannot create the output folder ({base} is not a folder)"
+        if not os.access(base, os.W_OK | os.X_OK):
+            return f"{folder}: cannot create the output folder ({base} is not writable)"
+    except SciSegError as exc:
+        return str(exc)
+    return None
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the {what} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: the {what} is not writable")
+
+
+def _check_qc(args, models_dir: Path) -> None:
+    if not args.qc:
+        return
+    qc = Path(args.qc)
+    if is_inside(qc, models_dir):
+        raise UsageError(f"-qc {qc}: is inside the models folder {models_dir}; choose another folder")
+    _make_folder(qc, "QC folder")
+
+
+def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
+    several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
+    if args.o and several and not is_output_folder(args.o):
+        raise UsageError(f"-o {args.o}: several inputs need an output folder (end it with /)")
+    soft = bool(getattr(args, "soft", 0))
+    plans = [(it.path, list(output_paths(output_base_for(it, args.o), task.outputs, soft=soft).values()))
+             for it in items]
+    problem = collision(plans)
+    if problem:
+        raise UsageError(f"{problem}; nothing was run (choose another -o)")
+    for inp, outs in plans:
+        if any(is_inside(o, models_dir) for o in outs):
+            raise UsageError(f"{inp}: its outputs would go inside the models folder {models_dir}; use -o")
+    if args.o and str(args.o).endswith(("/", os.sep)):
+        _make_folder(Path(args.o), "output folder")
+
+
+def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) -> Plan:
+    """Check every path and header of a segmentation run; raises :class:`UsageError` or
+    :class:`~sct_task_sciseg.errors.OutputError` when nothing should run."""
+    items, unreadable = scan(args.i)
+    plan = Plan()
+    for folder in unreadable:
+        it = Item(folder.path, None)
+        plan.order.append(it)
+        plan.failed.append(Job(it, status="failed", reason=folder.message()))
+        error(folder.message())
+    if not items and not unreadable:
+        raise SciSegError(f"{' '.join(args.i)}: no NIfTI input found")
+    _check_outputs(args, items, segmenter.task, models_dir)
+    _check_qc(args, models_dir)
+    for it in items:
+        plan.order.append(it)
+        folder = next(iter(output_paths(output_base_for(it, args.o), segmenter.task.outputs).values())).parent
+        problem = _folder_problem(folder, created=is_output_folder(args.o))
+        try:
+            if problem is None:
+                header = read_header(it.path)
+                segmenter.check_size(header.image, str(it.path), install=False)
+        except SciSegError as exc:
+            problem = str(exc)
+        if problem is None:
+            plan.items.append(it)
+        else:
+            plan.failed.append(Job(it, status="failed", reason=problem))
+            error(problem)
+    return plan
