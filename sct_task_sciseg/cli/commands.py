@@ -106,7 +106,8 @@ def _write_qc(args, segmenter, path: Path, result) -> None:
     write_qc(Path(args.qc), path, result.image, result.masks,
              model_tag=segmenter.model.tag if segmenter.model else "custom", task_name=segmenter.task.name,
              dataset=args.qc_dataset, subject=args.qc_subject, session=None, bids_root=None,
-             roles=Roles.of(segmenter.task.labels))
+             roles=Roles.of(segmenter.task.labels), command=sys.argv,
+             generated_by=segmenter.provenance(None)["GeneratedBy"][0])
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]
