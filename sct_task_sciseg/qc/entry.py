@@ -113,8 +113,8 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     defaults to the nearest parent folder holding ``participants.tsv`` or ``dataset_description.json``, and
     ``dataset`` to that folder's name. ``command`` (the program's ``argv``) and ``generated_by`` (the outputs'
     ``GeneratedBy`` record, see :mod:`sct_task_sciseg.pipeline.provenance`) give the row its command line and
-    parameters; :func:`model_note` marks rows made with a demo model. The entry id combines dataset, subject, session, file, task and model tag:
-    running the same scan and model again replaces its row.
+    parameters; :func:`model_note` marks rows made with a demo model. The entry id combines dataset, subject,
+    session, file, task and model tag: running the same scan and model again replaces its row.
     """
     t0 = time.perf_counter()
     qc_dir, image_path = Path(qc_dir), Path(image_path)

@@ -187,7 +187,8 @@
     function add(map, k, r) { if (k) (map[k] = map[k] || []).push(r); }
     rows().forEach(function (r) {
       var d = r.dataset;
-      add(index.id, d.id, r); add(index.path, d.path, r); add(index.name, nameKey(d.dataset, d.subject, d.session, d.file), r);
+      add(index.id, d.id, r); add(index.path, d.path, r);
+      add(index.name, nameKey(d.dataset, d.subject, d.session, d.file), r);
     });
     var got = {imported: 0, byFile: 0, unmatched: 0, invalid: 0};
     table.forEach(function (rec) {
