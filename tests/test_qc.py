@@ -1,8 +1,13 @@
 """Quality control: pixels of the pictures, numbers and flags, the index page (also in a real browser), and
 parallel writers sharing one QC folder."""
+import csv
+import html
+import io
+import json
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -250,6 +255,25 @@ def test_lesion_stats_flags_and_connectivity():
     assert s["lesion_outside_cord_voxels"] == 1
 
 
+def test_model_note_marks_demo_models_by_release_and_hash():
+    from sct_task_sciseg.qc.entry import command_line, model_note
+    from sct_task_sciseg.tasks import SCISEG
+
+    demo = SCISEG.demo_release
+    assert demo.embedded and demo.tag == "phantom-r20261124"
+    assert model_note(SCISEG.name, demo.tag) == {"model_description": demo.description, "model_demo": True}
+    v2 = SCISEG.release("r20240729")
+    assert model_note("lesion_sci_t2", v2.tag) == {"model_description": v2.description, "model_demo": False}
+    # the demo weights installed under another tag (as the tests do): still a demo model, by its hash
+    assert model_note(SCISEG.name, v2.tag, demo.sha256)["model_demo"] is True
+    assert model_note(SCISEG.name, v2.tag, "0" * 64)["model_demo"] is False
+    assert model_note(SCISEG.name, "custom") == {"model_description": None, "model_demo": False}
+    assert model_note("no_such_task", demo.tag) == {"model_description": None, "model_demo": False}
+    assert command_line(["/x/.venv/bin/sciseg", "-i", "a b.nii.gz", "-thr", "0.3"]) == "sciseg -i 'a b.nii.gz' -thr 0.3"
+    assert command_line(["/x/sct_task_sciseg/__main__.py", "-demo"]) == "python -m sct_task_sciseg -demo"
+    assert command_line(None) is None and command_line([]) is None
+
+
 def test_read_participants_controls(tmp_path):
     assert qc_report.read_participants_controls(tmp_path) == set()
     (tmp_path / "participants.tsv").write_text(
@@ -308,6 +332,11 @@ def make_bids(root: Path):
     return out
 
 
+RUN = {"Parameters": {"tile_step_size": 0.5, "precision": "fp32", "thr": None, "remove_small": ["lesion:5mm3"]},
+       "ModelSHA256": None}
+RUN_FLAGS = ["-remove-small", "lesion:5mm3", "-qc-dataset", "it's demo"]  # a quote to shell-quote
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     if not (T2 / "t2_fake_lesion.nii.gz").is_file():
@@ -316,9 +345,11 @@ def report(tmp_path_factory):
     bids = base / "demo"
     qc_dir = base / "qc"
     times = []
-    for path, img, m in make_bids(bids):
+    for i, (path, img, m) in enumerate(make_bids(bids)):
         t0 = time.perf_counter()
-        qc.write_qc(qc_dir, path, img, m, model_tag="r20240729", task_name="seg_sc_lesion_t2w_sci")
+        qc.write_qc(qc_dir, path, img, m, model_tag="phantom-r20261124" if i == 2 else "r20240729",
+                    task_name="seg_sc_lesion_t2w_sci", generated_by=RUN,
+                    command=["/opt/venv/bin/sciseg", "-i", str(path), "-qc", str(qc_dir), *RUN_FLAGS])
         times.append(time.perf_counter() - t0)
     print(f"write_qc per scan: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")
     return qc_dir
@@ -333,11 +364,23 @@ def test_report_three_scans(report):
     assert by["sub-03"]["flags"] == [] and by["sub-03"]["stats"]["lesion_count"] == 0
     assert by["sub-01"]["stats"] == by["sub-02"]["stats"]  # same volume, stored reoriented
     assert by["sub-02"]["orientation"] == "LPS"
+    # the run behind each row, and the demo model (the task's embedded release) marked
+    path = report.parent / "demo" / "sub-01" / "anat" / "sub-01_T2w.nii.gz"
+    assert by["sub-01"]["command"] == (f"sciseg -i {path} -qc {report} -remove-small lesion:5mm3 "
+                                       "-qc-dataset 'it'\"'\"'s demo'")
+    assert shlex.split(by["sub-01"]["command"])[1:] == ["-i", str(path), "-qc", str(report), *RUN_FLAGS]
+    assert by["sub-01"]["parameters"] == RUN["Parameters"] and by["sub-01"]["cwd"] == os.getcwd()
+    assert [by[s]["model_demo"] for s in ("sub-01", "sub-02", "sub-03")] == [False, False, True]
+    assert "not for research" in by["sub-03"]["model_description"]
 
     text = (report / "index.html").read_text()
     page = parse(text)
     assert [r["data-subject"] for r in page.rows] == ["sub-01", "sub-02", "sub-03"]
     assert page.body["data-rows"] == "3"
+    assert [r["data-demo"] for r in page.rows] == ["", "", "1"] and page.rows[2]["class"] == "scan demo"
+    assert text.count(qc_report.DEMO_MARK) == 2  # the row's mark and the count in the toolbar
+    assert "1 made with a demo model" in text
+    assert html.escape(by["sub-01"]["command"]) in text and "<dt>remove_small</dt>" in text
     # self-contained: relative picture paths that exist, nothing fetched from elsewhere
     assert len(page.images) == 12
     for src in page.images:
@@ -486,3 +529,140 @@ def test_index_in_headless_chromium(report, tmp_path):
     target = os.environ.get("SCISEG_QC_SCREENSHOT")  # to refresh docs/qc-example.png
     if target:
         shutil.copyfile(shot, target)
+
+
+# ------------------------------------------------------------------------- reviews: export, import, round trip
+READY = "document.body && document.body.dataset.ready === '1'"
+STATE = """Array.prototype.slice.call(document.querySelectorAll('tr.scan'))
+  .sort(function (a, b) { return a.dataset.order - b.dataset.order; })
+  .map(function (r) { return [r.dataset.subject, r.querySelector('td.review select').value,
+                              r.querySelector('td.review input.note').value, r.dataset.review]; })"""
+REVIEWS = {"sub-01": ("pass", 'C4 lesion, "edge" ok; fine'), "sub-02": ("fail", "lesion in a control"),
+           "sub-03": ("unsure", "")}
+
+
+def _rate(b, subject, verdict, note):
+    row = f"document.querySelector('tr.scan[data-subject={json.dumps(subject)}]')"
+    b.js(f"var s = {row}.querySelector('td.review select'); s.value = {json.dumps(verdict)};"
+         "s.dispatchEvent(new Event('change', {bubbles: true}))")
+    if note:  # typed, as a user would
+        b.js(f"{row}.querySelector('td.review input.note').focus()")
+        b.send("Input.insertText", {"text": note}, page=True)
+
+
+def _export(b, downloads: Path) -> str:
+    b.js("document.getElementById('export').click()")
+    begin = b.event("Browser.downloadWillBegin")
+    done = b.event("Browser.downloadProgress", lambda p: p["guid"] == begin["guid"] and p["state"] != "inProgress")
+    assert begin["suggestedFilename"] == "qc_reviews.csv" and done["state"] == "completed"
+    return (downloads / begin["guid"]).read_bytes().decode("utf-8")
+
+
+def _import(b, path: Path) -> dict:
+    b.js("delete document.body.dataset.imported")
+    root = b.send("DOM.getDocument", page=True)["root"]["nodeId"]
+    node = b.send("DOM.querySelector", {"nodeId": root, "selector": "#import"}, page=True)["nodeId"]
+    b.send("DOM.setFileInputFiles", {"files": [str(path)], "nodeId": node}, page=True)
+    b.wait_for("document.body.dataset.imported !== undefined")
+    return b.js("var d = document.body.dataset; ({imported: +d.imported, byFile: +d.importedByFile, "
+                "unmatched: +d.importUnmatched, invalid: +d.importInvalid, "
+                "text: document.getElementById('import-result').textContent})")
+
+
+def _pictures(b):
+    return b.js("Array.prototype.map.call(document.querySelectorAll('tr.scan a.thumb img.ov'), function (i) {"
+                "return [i.getAttribute('src'), Math.round(i.getBoundingClientRect().height), i.naturalWidth]; })")
+
+
+def test_reviews_round_trip_in_headless_chromium(report, tmp_path):
+    """Rate rows, export the CSV (a real download), clear the browser's storage, import the file through the
+    file input: the same ratings and notes come back, survive a reload, and export to the same bytes."""
+    from cdp_pipe import Chromium, CDPError
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
+    try:
+        b = Chromium(chromium, CHROMIUM_FLAGS, tempfile.mkdtemp(prefix="profile-", dir=tmp_path))
+    except (CDPError, OSError) as exc:
+        pytest.skip(f"Chromium cannot be driven here: {exc}")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    try:
+        b.send("Browser.setDownloadBehavior", {"behavior": "allowAndName", "downloadPath": str(downloads),
+                                               "eventsEnabled": True})
+        b.open((report / "index.html").as_uri(), READY)
+        assert b.js(STATE) == [[s, "", "", ""] for s in REVIEWS]
+        # the demo mark is shown on the phantom release's row only
+        assert b.js("Array.prototype.map.call(document.querySelectorAll('tr.scan'), function (r) {"
+                    "var t = r.querySelector('td.model .tag.demo'); return t ? t.getBoundingClientRect().height > 0"
+                    " && t.textContent : ''; })") == ["", "", "demo model — not for research"]
+
+        for subject, (verdict, note) in REVIEWS.items():
+            _rate(b, subject, verdict, note)
+        rated = [[s, v, n, v] for s, (v, n) in REVIEWS.items()]
+        assert b.js(STATE) == rated
+        first = _export(b, downloads)
+        table = list(csv.DictReader(io.StringIO(first)))
+        entries = {e["subject"]: e for e in qc_report.load_entries(report)}
+        assert [(r["subject"], r["review"], r["note"]) for r in table] == [(s, v, n) for s, (v, n) in REVIEWS.items()]
+        assert [r["id"] for r in table] == [entries[s]["id"] for s in REVIEWS]
+        assert [r["image_path"] for r in table] == [entries[s]["image_path"] for s in REVIEWS]
+        assert [r["demo"] for r in table] == ["", "", "yes"]
+
+        b.js("localStorage.clear()")
+        b.reload(READY)
+        assert b.js(STATE) == [[s, "", "", ""] for s in REVIEWS]
+        exported = tmp_path / "reviews.csv"
+        exported.write_text(first, encoding="utf-8")
+        got = _import(b, exported)
+        assert (got["imported"], got["byFile"], got["unmatched"], got["invalid"]) == (3, 0, 0, 0), got
+        assert got["text"] == "imported 3 review(s)"
+        assert b.js(STATE) == rated
+        b.reload(READY)  # kept by the browser
+        assert b.js(STATE) == rated
+        assert _export(b, downloads) == first  # the round trip is exact
+
+        # an entry id that no longer exists falls back on the image path, then on dataset/subject/session/file
+        # (data moved); a row that matches nothing, or with an unknown verdict, is counted and left out
+        edited = [dict(r) for r in table]
+        edited[1].update(id="renamed_0000000000", subject="sub-02-renamed")
+        edited[0].update(id="renamed_1111111111", image_path="/moved/" + edited[0]["file"])
+        edited.append(dict(table[0], id="gone_1", image_path="/nowhere/x.nii.gz", file="x.nii.gz"))
+        edited.append(dict(table[0], id="gone_2", review="maybe"))
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\r\n")  # as a spreadsheet writes it
+        w.writeheader()
+        w.writerows(edited)
+        (tmp_path / "edited.csv").write_text("\ufeff" + text.getvalue(), encoding="utf-8")
+        b.js("localStorage.clear()")
+        b.reload(READY)
+        got = _import(b, tmp_path / "edited.csv")
+        assert (got["imported"], got["byFile"], got["unmatched"], got["invalid"]) == (3, 2, 1, 1), got
+        assert got["text"] == "imported 3 review(s) (2 matched by file), 1 not matched, 1 with an unknown verdict"
+        assert b.js(STATE) == rated
+        (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+        assert _import(b, tmp_path / "other.csv")["imported"] == -1
+        assert b.js(STATE) == rated
+
+        # picture size: large thumbnails by default; the setting is remembered; x-large shows the full mosaics
+        pics = _pictures(b)
+        assert [h for _, h, _ in pics] == [260] * 6 and all(src.endswith("_thumb.png") for src, _, _ in pics)
+        assert b.js("document.getElementById('pic-size').value") == "l"
+        b.js("var s = document.getElementById('pic-size'); s.value = 's';"
+             "s.dispatchEvent(new Event('change', {bubbles: true}))")
+        b.reload(READY)
+        assert b.js("document.getElementById('pic-size').value") == "s"
+        assert [h for _, h, _ in _pictures(b)] == [110] * 6
+        b.js("var s = document.getElementById('pic-size'); s.value = 'xl';"
+             "s.dispatchEvent(new Event('change', {bubbles: true}))")
+        b.wait_for("Array.prototype.every.call(document.querySelectorAll('tr.scan a.thumb img.ov'),"
+                   "function (i) { return i.complete && i.naturalWidth > 0; })")
+        pics = _pictures(b)
+        assert [h for _, h, _ in pics] == [400] * 6
+        assert [src.rsplit("_", 1)[-1] for src, _, _ in pics] == ["sagittal.png", "axial.png"] * 3
+        assert all(w > 1000 for _, _, w in pics)  # the full mosaics, not the thumbnails
+        assert b.js("document.body.dataset.imagesFailed") == "0"
+    finally:
+        err = b.close()
+    assert b.proc.returncode is not None, err

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..tasks import all_tasks, resolve_task
 from .hints import cli_message
@@ -154,18 +154,22 @@ class _QCWriter:
     roles: object
     dataset: Optional[str] = None
     subject: Optional[str] = None
+    command: Tuple[str, ...] = ()
+    generated_by: Optional[dict] = None  # the outputs' GeneratedBy record: the row's parameters
 
     @classmethod
     def of(cls, args, segmenter) -> "_QCWriter":
         from ..qc import Roles
         return cls(os.path.abspath(args.qc), segmenter.model.tag if segmenter.model else "custom", segmenter.task.name,
-                   Roles.of(segmenter.task.labels), args.qc_dataset, args.qc_subject)
+                   Roles.of(segmenter.task.labels), args.qc_dataset, args.qc_subject, tuple(sys.argv),
+                   segmenter.provenance(None)["GeneratedBy"][0])
 
     def __call__(self, job, result) -> None:
         from ..qc import write_qc
         write_qc(Path(self.qc_dir), job.path, result.image, result.masks, model_tag=self.model_tag,
                  task_name=self.task_name, dataset=self.dataset, subject=self.subject, session=None,
-                 bids_root=None, roles=self.roles, analysis=job.analysis)
+                 bids_root=None, roles=self.roles, analysis=job.analysis, command=self.command or None,
+                 generated_by=self.generated_by)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import nibabel as nib
 
 from .. import __version__
 from ..io.naming import strip_nifti_suffix
+from ..tasks import get_task
 from . import report
 from .geometry import DEFAULT_ROLES, Roles
 from .pictures import render_qc
@@ -63,10 +66,41 @@ class ScanContext:
         return None
 
 
+def model_note(task_name: str, model_tag: str, sha256: Optional[str] = None) -> dict:
+    """What a reviewer should know about the model: its release description, and whether it is a demo model.
+
+    A demo model is the task's embedded release (shipped for the offline demo and tests), or any model whose
+    archive hash is that of an embedded release (the same weights installed under another tag)."""
+    try:
+        task = get_task(task_name)
+    except KeyError:
+        return {"model_description": None, "model_demo": False}
+    release = next((r for r in task.releases if r.tag == model_tag), None)
+    embedded_hashes = {r.sha256 for r in task.releases if r.embedded and r.sha256}
+    demo = bool(release is not None and release.embedded) or (sha256 is not None and sha256 in embedded_hashes)
+    return {"model_description": release.description if release is not None else None, "model_demo": demo}
+
+
+def command_line(argv: Optional[Sequence[str]]) -> Optional[str]:
+    """``argv`` as one shell-quoted line, the program shown by its name (``sciseg -i a.nii.gz -qc qc``)."""
+    if not argv:
+        return None
+    program = Path(str(argv[0])).name
+    program = "python -m sct_task_sciseg" if program == "__main__.py" else program
+    return " ".join([program, *(shlex.quote(str(a)) for a in argv[1:])])
+
+
+def _run_record(command: Optional[Sequence[str]], generated_by: Optional[Mapping]) -> dict:
+    gen = dict(generated_by or {})
+    return {"command": command_line(command), "cwd": os.getcwd() if command else None,
+            "parameters": gen.get("Parameters"), "model_sha256": gen.get("ModelSHA256")}
+
+
 def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], *,
              model_tag: str, task_name: str, dataset: Optional[str] = None, subject: Optional[str] = None,
              session: Optional[str] = None, bids_root: Optional[Path] = None,
-             roles: Roles = DEFAULT_ROLES, analysis=None) -> Path:
+             roles: Roles = DEFAULT_ROLES, analysis=None, command: Optional[Sequence[str]] = None,
+             generated_by: Optional[Mapping] = None) -> Path:
     """Everything ``-qc DIR`` does for one segmented scan; returns the path of its entry JSON.
 
     * pictures: ``DIR/pictures/<entry id>/<stem>_{sagittal,axial}[_plain][_thumb].png`` (:func:`render_qc`);
@@ -77,8 +111,10 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
 
     ``subject``/``session`` default to the BIDS entities (``sub-*``, ``ses-*``) in ``image_path``; ``bids_root``
     defaults to the nearest parent folder holding ``participants.tsv`` or ``dataset_description.json``, and
-    ``dataset`` to that folder's name. The entry id combines dataset, subject, session, file, task and model tag:
-    running the same scan and model again replaces its row.
+    ``dataset`` to that folder's name. ``command`` (the program's ``argv``) and ``generated_by`` (the outputs'
+    ``GeneratedBy`` record, see :mod:`sct_task_sciseg.pipeline.provenance`) give the row its command line and
+    parameters; :func:`model_note` marks rows made with a demo model. The entry id combines dataset, subject,
+    session, file, task and model tag: running the same scan and model again replaces its row.
 
     ``analysis`` (a :class:`~sct_task_sciseg.analysis.LesionAnalysis` of these masks) adds its per-scan numbers
     (``entry["analysis"]``) and the tissue-bridge picture (:func:`.bridges.render_bridges`).
@@ -114,6 +150,8 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "render_ms": round(render_ms, 1), "version": __version__,
     }
+    entry.update(_run_record(command, generated_by))
+    entry.update(model_note(task_name, model_tag, entry["model_sha256"]))
     entry["qc_ms"] = round((time.perf_counter() - t0) * 1000.0, 1)
     return report.add_qc_entry(qc_dir, entry)
 

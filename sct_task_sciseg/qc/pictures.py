@@ -63,7 +63,7 @@ def _save_png(array: np.ndarray, path: Path, thumb: Optional[Tuple[int, int]] = 
     atomic_write(path, lambda fh: img.save(fh, format="PNG", compress_level=1))
 
 
-THUMB_SIZE = {"sagittal": (240, 170), "axial": (300, 170)}
+THUMB_SIZE = {"sagittal": (320, 300), "axial": (560, 300)}  # shown up to 260 px high in the report
 
 
 def render_qc(image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], out_dir: Path, stem: str,

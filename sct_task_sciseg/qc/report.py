@@ -11,11 +11,15 @@ Parallel runs can share ``DIR``: each writes only its own entry (temporary file,
 re-renders ``index.html`` from *all* entries under a :class:`filelock.FileLock`. Whoever renders last has seen
 every entry written before it took the lock, so no row is ever lost and no file is ever half written.
 
-The page: click a column header to sort (again to reverse), filter by flag or review status, hover a thumbnail
+The page: click a column header to sort (again to reverse), filter by flag or review status, hover a picture
 to see it without overlay, click it for the full-size viewer (keys: ``o`` overlay on/off, ``s``/``a`` sagittal or
-axial, arrows previous/next scan, ``p``/``f``/``u`` review pass/fail/unsure, Esc close). Reviews are kept in the
-browser (localStorage) and can be exported as CSV. The state of sort and filter lives in the URL hash
-(``#sort=lesion_volume&dir=desc&flag=any``), so a view can be bookmarked.
+axial, arrows previous/next scan, ``p``/``f``/``u`` review pass/fail/unsure, Esc close). Picture size, a setting
+the browser remembers: small, medium, large (the thumbnails, 110/170/260 px high) or x-large (the full mosaics,
+400 px high, loaded as they scroll into view). Each row shows the command line and parameters that made it, and
+a "demo model" mark when the model is a demo release (:func:`sct_task_sciseg.qc.entry.model_note`). Reviews
+(verdict and note) are kept in the browser (localStorage), exported as CSV and imported from that CSV (rows
+matched by entry id, else by image path, else by dataset/subject/session/file). Sort, filter and picture size
+live in the URL hash (``#sort=lesion_volume&dir=desc&flag=any&pics=m``), so a view can be bookmarked.
 
 ``python -m sct_task_sciseg.qc.report DIR`` re-renders ``DIR/index.html`` from the entries. The page's CSS and
 JavaScript live in ``assets/`` beside this module and are inlined into every page.
@@ -175,7 +179,8 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     if not full:
         return "<td class=pic>–</td>"
     alt = f"{kind} QC of {entry.get('file', '')}"
-    plain_img = (f'<img class=pl src="{_e(_url(plain_thumb))}" alt="{_e(alt)} without overlay">'
+    plain_img = (f'<img class=pl src="{_e(_url(plain_thumb))}" data-thumb="{_e(_url(plain_thumb))}" '
+                 f'data-big="{_e(_url(plain or plain_thumb))}" alt="{_e(alt)} without overlay">'
                  if plain_thumb else "")
     links = f'<a href="{_e(_url(full))}">overlay</a>'
     if plain:
@@ -183,8 +188,37 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     return (f'<td class=pic><a class=thumb data-kind="{kind}" href="{_e(_url(full))}" '
             f'data-full="{_e(_url(full))}" data-plain="{_e(_url(plain))}" title="hover: without overlay; '
             f'click: viewer">'
-            f'<img class=ov src="{_e(_url(thumb))}" alt="{_e(alt)}">{plain_img}</a>'
+            f'<img class=ov src="{_e(_url(thumb))}" data-thumb="{_e(_url(thumb))}" data-big="{_e(_url(full))}" '
+            f'alt="{_e(alt)}">{plain_img}</a>'
             f'<div class=links>{links}</div></td>')
+
+
+DEMO_MARK = "demo model — not for research"
+
+
+def _model_cell(entry: dict) -> str:
+    """Model tag, task, QC date, the demo mark, and the command line and parameters of the run."""
+    model, task, created = entry.get("model_tag") or "", entry.get("task") or "", entry.get("created") or ""
+    demo = (f'<div><span class="tag demo" title="{_e(entry.get("model_description") or DEMO_MARK)}">'
+            f'{DEMO_MARK}</span></div>' if entry.get("model_demo") else "")
+    command, params = entry.get("command"), entry.get("parameters") or {}
+    run = ""
+    if command:
+        where = f' (in {entry["cwd"]})' if entry.get("cwd") else ""
+        run += f'<code class=cmd title="{_e(command + where)}">{_e(command)}</code>'
+    if params:
+        items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v if isinstance(v, str) else json.dumps(v))}</dd>"
+                        for k, v in params.items())
+        run += f"<details class=params><summary>parameters</summary><dl>{items}</dl></details>"
+    return (f'<td class=model data-sort="{_e(model)}">{_e(model)}{demo}<div class=small>{_e(task)}</div>'
+            f'<div class=small title="QC made {_e(created)}">{_e(created.replace("T", " ")[:16])}</div>{run}</td>')
+
+
+def _review_cell(review_key: str) -> str:
+    return (f'<td class=review data-sort=""><select aria-label="review" data-key="{_e(review_key)}">'
+            f'<option value="">–</option><option value="pass">pass</option><option value="fail">fail</option>'
+            f'<option value="unsure">unsure</option></select>'
+            f'<input class=note type=text aria-label="review note" placeholder="note" size=10></td>')
 
 
 def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
@@ -204,7 +238,6 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
     if edges and "cord-at-fov-edge" in flags:
         flag_html += f' <span class=small>({_e("/".join(edges))})</span>'
     model = entry.get("model_tag") or ""
-    task = entry.get("task") or ""
     created = entry.get("created") or ""
     review_key = f"{entry.get('id')}@{created}"
     dataset = entry.get("dataset") or ""
@@ -215,8 +248,7 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
         f'<td data-sort="{_e(entry.get("file"))}" class=file title="{_e(entry.get("image_path"))}">'
         f'{_e(entry.get("file"))}<div class=small>{_e(entry.get("orientation"))} '
         f'{_e("×".join(str(s) for s in entry.get("shape") or []))}</div></td>',
-        f'<td data-sort="{_e(model)}">{_e(model)}<div class=small>{_e(task)}</div>'
-        f'<div class=small title="QC made {_e(created)}">{_e(created.replace("T", " ")[:16])}</div></td>',
+        _model_cell(entry),
         _thumb_cell(entry, "sagittal"),
         _thumb_cell(entry, "axial"),
         f'<td class=num data-sort="{_e(stats.get("cord_volume_mm3"))}">{_num(stats.get("cord_volume_mm3"))}</td>',
@@ -224,31 +256,31 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
         f'<td class=num data-sort="{_e(stats.get("lesion_volume_mm3"))}" title="{_e(vol_title)}">'
         f'{"0" if stats.get("lesion_count") == 0 else _num(stats.get("lesion_volume_mm3"))}</td>',
         f'<td data-sort="{len(flags)} {_e(" ".join(flags))}">{flag_html}</td>',
-        f'<td class=review data-sort=""><select aria-label="review" data-key="{_e(review_key)}">'
-        f'<option value="">–</option><option value="pass">pass</option><option value="fail">fail</option>'
-        f'<option value="unsure">unsure</option></select></td>',
+        _review_cell(review_key),
     ]
     if with_analysis:
         cells[9:9] = report_analysis.cells(entry)
     data = {"order": order, "id": entry.get("id"), "flags": " ".join(flags), "dataset": dataset,
             "subject": subject, "session": entry.get("session"), "file": entry.get("file"), "model": model,
-            "lesions": stats.get("lesion_count"), "lesion-volume": stats.get("lesion_volume_mm3")}
+            "lesions": stats.get("lesion_count"), "lesion-volume": stats.get("lesion_volume_mm3"),
+            "path": entry.get("image_path"), "task": entry.get("task"), "created": created,
+            "demo": "1" if entry.get("model_demo") else "", "command": entry.get("command")}
     attrs = " ".join(f'data-{k}="{_e(v)}"' for k, v in data.items())
-    return f"<tr class=scan {attrs}>" + "".join(cells) + "</tr>"
+    return f"<tr class=\"scan{' demo' if entry.get('model_demo') else ''}\" {attrs}>" + "".join(cells) + "</tr>"
 
 
 COLUMNS = [  # key, header, type (num/text/none), tooltip
     ("subject", "Subject", "text", "subject (and dataset below)"),
     ("session", "Session", "text", ""),
     ("file", "File", "text", "input image (hover for its path)"),
-    ("model", "Model", "text", "model release, task and QC date"),
+    ("model", "Model", "text", "model release, task, QC date, command line and parameters"),
     ("sagittal", "Sagittal", "none", "curved sagittal slice through the cord"),
     ("axial", "Axial", "none", "axial slices along the cord"),
     ("cord_volume", "Cord mm³", "num", "cord volume (lesion included)"),
     ("lesion_count", "Lesions", "num", "number of lesions (3-D connected components, 26-connectivity)"),
     ("lesion_volume", "Lesion mm³", "num", "total lesion volume (hover a value for each lesion)"),
     ("flags", "Flags", "text", "what a reviewer should look at"),
-    ("review", "Review", "review", "your verdict, stored in this browser"),
+    ("review", "Review", "review", "your verdict and note, stored in this browser (export/import as CSV)"),
 ]
 
 
@@ -283,8 +315,14 @@ def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]
     return cols
 
 
+PIC_SIZES = (("s", "small"), ("m", "medium"), ("l", "large"), ("xl", "x-large: full mosaics"))
+
+
 def _toolbar(entries: List[dict], titles: Dict[str, str]) -> str:
     flagged = sum(1 for e in entries if e.get("flags"))
+    demo = sum(1 for e in entries if e.get("model_demo"))
+    demo_note = (f'<span class="tag demo" id=demo-count>{demo} made with a {DEMO_MARK}</span>' if demo else "")
+    sizes = "".join(f'<option value="{v}">{t}</option>' for v, t in PIC_SIZES)
     return f"""<div class=bar>
 <span><b>{len(entries)}</b> scan{'s' if len(entries) != 1 else ''} · <b>{flagged}</b> flagged · <span id=shown></span>
 <span id=missing class=muted></span></span>
@@ -292,22 +330,14 @@ def _toolbar(entries: List[dict], titles: Dict[str, str]) -> str:
 <label>Review <select id=review-filter><option value=all>all</option><option value=todo>not reviewed</option>
 <option value=pass>pass</option><option value=fail>fail</option><option value=unsure>unsure</option></select></label>
 <label>Search <input id=search type=search placeholder="subject, file…" size=14></label>
+<label>Pictures <select id=pic-size title="remembered by this browser">{sizes}</select></label>
 <button id=export type=button title="download the table with your reviews">Export reviews (CSV)</button>
+<label class=button title="reviews from a CSV exported by this page (matched by id, else by image path)">Import
+reviews (CSV)<input id=import type=file accept=".csv,text/csv" hidden></label> <span id=import-result></span>
+{demo_note}
 <span class=muted><span class=sw style="background:#ff0000"></span>{_e(titles["cord"])}
 <span class=sw style="background:#00ffff"></span>{_e(titles["lesion"])} · click a header to sort · hover a picture: no overlay ·
 click it: viewer</span>
-</div>"""
-
-
-VIEWER = """<div id=viewer hidden>
-<div class=vbar><b id=vtitle></b>
-<button id=v-sagittal type=button>sagittal <kbd>s</kbd></button><button id=v-axial type=button>axial <kbd>a</kbd></button>
-<button id=v-plain type=button>no overlay <kbd>o</kbd></button>
-<button id=v-prev type=button>← prev</button><button id=v-next type=button>next →</button>
-<span>flags: <span id=vflags></span></span><span>review: <span id=vreview></span>
-(<kbd>p</kbd>/<kbd>f</kbd>/<kbd>u</kbd>)</span>
-<button id=v-close type=button>close <kbd>Esc</kbd></button></div>
-<div class=vimg><img id=vimg alt="full-size QC picture"></div>
 </div>"""
 
 
@@ -343,9 +373,10 @@ def render_html(entries: List[dict], title: str = "SCIseg quality control") -> s
 <details style="margin:0 16px 24px"><summary>Flags and keys</summary><ul>{legend_flags}</ul>
 <p>Viewer keys: <kbd>o</kbd>/<kbd>space</kbd> overlay on/off · <kbd>s</kbd> sagittal · <kbd>a</kbd> axial ·
 <kbd>←</kbd>/<kbd>→</kbd> previous/next scan · <kbd>p</kbd> pass · <kbd>f</kbd> fail · <kbd>u</kbd> unsure ·
-<kbd>Esc</kbd> close. Reviews stay in this browser; export them as CSV.</p>
+<kbd>Esc</kbd> close. Reviews stay in this browser; export them as CSV, import that CSV here or in
+another browser.</p>
 <p class=muted>Generated {_e(generated)}.</p></details>
-{VIEWER}
+{_asset("viewer.html")}
 <script>{_asset("report.js")}</script>
 </body>
 </html>

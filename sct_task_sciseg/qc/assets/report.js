@@ -7,7 +7,7 @@
   var reviewSel = document.getElementById('review-filter');
   var search = document.getElementById('search');
   var shown = document.getElementById('shown');
-  var state = {sort: '', dir: 'asc', flag: 'all', review: 'all', q: ''};
+  var state = {sort: '', dir: 'asc', flag: 'all', review: 'all', q: '', pics: ''};
   var PREFIX = 'sciseg-qc-review:';
 
   function store(key, value) {
@@ -51,8 +51,8 @@
     if (state.review === 'todo' && rv) return false;
     if (state.review !== 'all' && state.review !== 'todo' && rv !== state.review) return false;
     if (state.q) {
-      var text = [r.dataset.subject, r.dataset.session, r.dataset.file, r.dataset.dataset, r.dataset.model]
-        .join(' ').toLowerCase();
+      var text = [r.dataset.subject, r.dataset.session, r.dataset.file, r.dataset.dataset, r.dataset.model,
+                  r.dataset.command, r.dataset.note].join(' ').toLowerCase();
       if (text.indexOf(state.q.toLowerCase()) < 0) return false;
     }
     return true;
@@ -71,6 +71,7 @@
     if (state.flag !== 'all') p.set('flag', state.flag);
     if (state.review !== 'all') p.set('review', state.review);
     if (state.q) p.set('q', state.q);
+    if (state.pics) p.set('pics', state.pics);
     var h = p.toString();
     try { history.replaceState(null, '', h ? '#' + h : location.pathname + location.search); }
     catch (e) { /* some browsers refuse on file:// */ }
@@ -83,6 +84,8 @@
     state.flag = p.get('flag') || 'all';
     state.review = p.get('review') || 'all';
     state.q = p.get('q') || '';
+    state.pics = p.get('pics') || '';
+    setSize(state.pics || storedSize(), false);
     if (!Array.prototype.some.call(flagSel.options, function (o) { return o.value === state.flag; })) {
       state.flag = 'all';
     }
@@ -108,34 +111,143 @@
   search.addEventListener('input', function () { state.q = search.value; filter(); writeHash(); });
   window.addEventListener('hashchange', readHash);
 
-  // reviews
-  function setReview(r, value) {
+  // reviews: a verdict and a note per row, in localStorage under PREFIX + key and PREFIX + 'note:' + key
+  var VERDICTS = ['pass', 'fail', 'unsure'];
+  function reviewKey(r) { return r.querySelector('td.review select').dataset.key; }
+  function setReview(r, value, keep) {
     var sel = r.querySelector('td.review select');
-    sel.value = value; r.dataset.review = value;
+    sel.value = value; r.dataset.review = value; sel.parentNode.dataset.sort = value;
     r.classList.remove('review-pass', 'review-fail', 'review-unsure');
     if (value) r.classList.add('review-' + value);
-    store(sel.dataset.key, value);
+    if (!keep) store(reviewKey(r), value);
+  }
+  function setNote(r, text, keep) {
+    var input = r.querySelector('td.review input.note');
+    input.value = text; r.dataset.note = input.value;  // the value as the input keeps it (one line)
+    if (!keep) store('note:' + reviewKey(r), input.value);
   }
   rows().forEach(function (r) {
-    var sel = r.querySelector('td.review select');
-    var v = stored(sel.dataset.key);
-    r.dataset.review = v; sel.value = v; if (v) r.classList.add('review-' + v);
-    sel.parentNode.dataset.sort = v;
-    sel.addEventListener('change', function () { setReview(r, sel.value); sel.parentNode.dataset.sort = sel.value; });
+    var sel = r.querySelector('td.review select'), input = r.querySelector('td.review input.note');
+    setReview(r, stored(reviewKey(r)), true);
+    setNote(r, stored('note:' + reviewKey(r)), true);
+    sel.addEventListener('change', function () { setReview(r, sel.value); });
+    input.addEventListener('input', function () { setNote(r, input.value); });
   });
-  document.getElementById('export').addEventListener('click', function () {
-    var lines = [['dataset', 'subject', 'session', 'file', 'model', 'lesion_count', 'lesion_volume_mm3', 'flags',
-                  'review'].join(',')];
+
+  // reviews as CSV: export, and import of that CSV (rows matched by id, else image path, else name)
+  var CSV_COLUMNS = ['id', 'dataset', 'subject', 'session', 'file', 'image_path', 'task', 'model', 'demo', 'created',
+                     'lesion_count', 'lesion_volume_mm3', 'flags', 'review', 'note'];
+  function csvValues(d) {
+    return [d.id, d.dataset, d.subject, d.session, d.file, d.path, d.task, d.model, d.demo ? 'yes' : '', d.created,
+            d.lesions, d.lesionVolume, d.flags, d.review, d.note];
+  }
+  function reviewsCSV() {
+    var list = rows().sort(function (a, b) { return (+a.dataset.order) - (+b.dataset.order); });
+    return [CSV_COLUMNS.join(',')].concat(list.map(function (r) {
+      return csvValues(r.dataset).map(function (v) { return '"' + String(v || '').replace(/"/g, '""') + '"'; })
+        .join(',');
+    })).join('\n') + '\n';
+  }
+  function parseCSV(text) {
+    text = text.replace(/^\ufeff/, '');
+    var first = text.split(/\r?\n/, 1)[0], sep = first.indexOf(',') < 0 && first.indexOf(';') >= 0 ? ';' : ',';
+    var out = [], row = [], field = '', quoted = false, c;
+    for (var i = 0; i < text.length; i++) {
+      c = text[i];
+      if (quoted) {
+        if (c !== '"') field += c;
+        else if (text[i + 1] === '"') { field += '"'; i++; } else quoted = false;
+      } else if (c === '"') quoted = true;
+      else if (c === sep) { row.push(field); field = ''; }
+      else if (c === '\n' || c === '\r') {
+        if (c === '\r' && text[i + 1] === '\n') i++;
+        row.push(field); out.push(row); row = []; field = '';
+      } else field += c;
+    }
+    if (field || row.length) { row.push(field); out.push(row); }
+    return out.filter(function (r) { return r.length > 1 || r[0] !== ''; });
+  }
+  function nameKey(dataset, subject, session, file) {
+    return file ? [dataset || '', subject || '', session || '', file].join('\u0000') : '';
+  }
+  function pick(list, model) {  // the one row of a match; several: the one with the same model, else none
+    if (!list) return null;
+    if (list.length === 1) return list[0];
+    var same = list.filter(function (r) { return r.dataset.model === model; });
+    return same.length === 1 ? same[0] : null;
+  }
+  function importReviews(text) {
+    var table = parseCSV(text);
+    var head = (table.shift() || []).map(function (h) { return h.trim().toLowerCase(); });
+    function col(name) { return head.indexOf(name); }
+    if (col('review') < 0 || (col('id') < 0 && col('image_path') < 0 && col('file') < 0)) {
+      return {error: 'not a review CSV (it needs a review column and an id, image_path or file column)'};
+    }
+    var index = {id: {}, path: {}, name: {}};
+    function add(map, k, r) { if (k) (map[k] = map[k] || []).push(r); }
     rows().forEach(function (r) {
       var d = r.dataset;
-      var vals = [d.dataset, d.subject, d.session, d.file, d.model, d.lesions, d.lesionVolume, d.flags,
-                  d.review || ''];
-      lines.push(vals.map(function (v) { return '"' + String(v || '').replace(/"/g, '""') + '"'; }).join(','));
+      add(index.id, d.id, r); add(index.path, d.path, r);
+      add(index.name, nameKey(d.dataset, d.subject, d.session, d.file), r);
     });
+    var got = {imported: 0, byFile: 0, unmatched: 0, invalid: 0};
+    table.forEach(function (rec) {
+      function get(name) { var i = col(name); return i < 0 ? '' : (rec[i] || ''); }
+      var verdict = get('review').trim().toLowerCase(), note = get('note'), model = get('model');
+      if (verdict && VERDICTS.indexOf(verdict) < 0) { got.invalid++; return; }
+      if (!verdict && !note) return;
+      var r = pick(index.id[get('id')], model), byFile = !r;
+      r = r || pick(index.path[get('image_path')], model) ||
+        pick(index.name[nameKey(get('dataset'), get('subject'), get('session'), get('file'))], model);
+      if (!r) { got.unmatched++; return; }
+      setReview(r, verdict); setNote(r, note);
+      got.imported++; if (byFile) got.byFile++;
+    });
+    return got;
+  }
+  document.getElementById('export').addEventListener('click', function () {
     var a = document.createElement('a');
-    a.href = URL.createObjectURL(new Blob([lines.join('\n') + '\n'], {type: 'text/csv'}));
+    a.href = URL.createObjectURL(new Blob([reviewsCSV()], {type: 'text/csv'}));
     a.download = 'qc_reviews.csv'; document.body.appendChild(a); a.click(); a.remove();
   });
+  var importInput = document.getElementById('import'), importResult = document.getElementById('import-result');
+  importInput.addEventListener('change', function () {
+    var file = importInput.files[0];
+    if (!file) return;
+    var reader = new FileReader();
+    reader.onload = function () {
+      var got = importReviews(String(reader.result));
+      importInput.value = '';
+      importResult.textContent = got.error ? file.name + ': ' + got.error :
+        'imported ' + got.imported + ' review(s)' + (got.byFile ? ' (' + got.byFile + ' matched by file)' : '') +
+        (got.unmatched ? ', ' + got.unmatched + ' not matched' : '') +
+        (got.invalid ? ', ' + got.invalid + ' with an unknown verdict' : '');
+      var b = document.body.dataset;
+      b.imported = got.error ? -1 : got.imported; b.importedByFile = got.byFile || 0;
+      b.importUnmatched = got.unmatched || 0; b.importInvalid = got.invalid || 0;
+      filter();
+    };
+    reader.readAsText(file);
+  });
+
+  // picture size: the thumbnails at three heights (s, m, l) or the full mosaics, loaded as they come into view
+  // (xl); remembered by the browser
+  var SIZE_KEY = 'sciseg-qc-pref:pictures', sizeSel = document.getElementById('pic-size');
+  function setSize(v, remember) {
+    if (['s', 'm', 'l', 'xl'].indexOf(v) < 0) v = 'l';
+    sizeSel.value = v; document.body.dataset.pics = v;
+    var big = v === 'xl';
+    Array.prototype.forEach.call(tbody.querySelectorAll('a.thumb img'), function (img) {
+      var want = big ? img.dataset.big : img.dataset.thumb;
+      if (big) img.loading = 'lazy';
+      if (want && img.getAttribute('src') !== want) img.setAttribute('src', want);
+    });
+    if (remember) {
+      try { localStorage.setItem(SIZE_KEY, v); } catch (e) { /* not remembered */ }
+    }
+  }
+  sizeSel.addEventListener('change', function () { state.pics = ''; setSize(sizeSel.value, true); writeHash(); });
+  function storedSize() { try { return localStorage.getItem(SIZE_KEY) || ''; } catch (e) { return ''; } }
 
   // full-size viewer
   var viewer = document.getElementById('viewer'), vimg = document.getElementById('vimg');
@@ -185,7 +297,6 @@
     else if (k === 'ArrowLeft' || k === 'ArrowUp') { step(-1); ev.preventDefault(); return; }
     else if (k === 'p' || k === 'f' || k === 'u') {
       setReview(vcur, {p: 'pass', f: 'fail', u: 'unsure'}[k]);
-      vcur.querySelector('td.review').dataset.sort = vcur.dataset.review;
     } else return;
     ev.preventDefault(); show();
   });
@@ -195,15 +306,17 @@
   }
   window.addEventListener('resize', fitHeader);
   fitHeader();
+  var failed = 0;  // pictures that failed to load (counted as they fail: large pictures load lazily)
+  tbody.addEventListener('error', function (ev) {
+    if (ev.target.tagName !== 'IMG') return;
+    failed++; document.body.dataset.imagesFailed = failed;
+    document.getElementById('missing').textContent = failed + ' picture(s) missing';
+  }, true);
   readHash();
   window.addEventListener('load', function () {
     var imgs = Array.prototype.slice.call(tbody.querySelectorAll('img'));
-    var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-    document.body.dataset.imagesLoaded = ok;
-    document.body.dataset.imagesFailed = imgs.length - ok;
-    if (imgs.length - ok) {
-      document.getElementById('missing').textContent = (imgs.length - ok) + ' picture(s) missing';
-    }
+    document.body.dataset.imagesLoaded = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+    document.body.dataset.imagesFailed = failed;
     document.body.dataset.ready = '1';
   });
 })();
