@@ -14,7 +14,7 @@ from typing import Dict, Optional
 class Hint:
     """What the user can do about an error: ``action`` names it, ``params`` fill in the details.
 
-    Actions: ``reinstall`` (task, tag), ``offline-install`` (task, tag), ``models-dir``, ``mirror``,
+    Actions: ``reinstall`` (task, tag), ``offline-install`` (task, tag, asset), ``models-dir``, ``mirror``,
     ``runtime`` (install torch and nnU-Net), ``repair-nnunet`` (command).
     """
 
@@ -28,7 +28,8 @@ class Hint:
             return f"reinstall it: install(get_task({p.get('task')!r}), {p.get('tag')!r}, force=True)"
         if self.action == "offline-install":
             return (f"check the network, set SCISEG_RELEASE_URL to a mirror, or install from a local copy: "
-                    f"install(get_task({p.get('task')!r}), {p.get('tag')!r}, source='/path/to/the/release.zip')")
+                    f"install(get_task({p.get('task')!r}), {p.get('tag')!r}, "
+                    f"source='/path/to/{p.get('asset') or 'the release zip'}')")
         if self.action == "models-dir":
             return "set SCISEG_MODELS_DIR or pass models_dir to a writable folder"
         if self.action == "mirror":

@@ -202,3 +202,23 @@ def test_a_member_longer_than_its_directory_entry_is_never_written_past_it(tmp_p
         safe_extract(lying, tmp_path / "out")
     written = tmp_path / "out" / "model" / "data.bin"
     assert not written.exists() or written.stat().st_size <= 1000
+
+
+def test_offline_error_is_short_and_gives_the_exact_command(tmp_path):
+    """Nothing listens on the mirror: one line for the retried source at most, then one error line with the
+    command that installs the release from a copied zip."""
+    from conftest import run_cli
+    from sct_task_sciseg.tasks import SCISEG
+
+    release = SCISEG.default_release
+    r = run_cli("-install-task", SCISEG.name, env={"SCISEG_RELEASE_URL": "http://127.0.0.1:9",
+                                                    "SCISEG_MODELS_DIR": str(tmp_path / "m"),
+                                                    "SCISEG_BACKOFF": "0.01", "SCISEG_RETRIES": "3"})
+    assert r.returncode == 1
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    failures = [line for line in lines if "refused the connection" in line]
+    assert len(failures) == 2 and all(len(line) < 400 for line in lines), lines  # the retry notice + the error
+    error = lines[-1]
+    assert error.startswith("sciseg: error: download failed: ")
+    assert (f"`sciseg -install-task {SCISEG.name}@{release.tag} -custom-url /path/to/{release.asset}`"
+            in error)

@@ -10,8 +10,9 @@ def cli_hint(hint: Hint) -> str:
     if hint.action == "reinstall":
         return f"reinstall with `sciseg -install-task {spec} -force`"
     if hint.action == "offline-install":
-        return (f"check the network or set SCISEG_RELEASE_URL to a mirror, or install from a local copy: "
-                f"`sciseg -install-task {spec} -custom-url FILE.zip`")
+        asset = p.get("asset") or "FILE.zip"
+        return (f"offline? copy {asset} here and run `sciseg -install-task {spec} -custom-url /path/to/{asset}`, "
+                f"or set SCISEG_RELEASE_URL to a mirror")
     if hint.action == "models-dir":
         return "set SCISEG_MODELS_DIR or pass -models-dir"
     if hint.action == "mirror":

@@ -138,6 +138,27 @@ class _Hash:
         self.n += len(block)
 
 
+def short_reason(exc: BaseException, url: str) -> str:
+    """A request failure in a few words (urllib3's messages repeat the URL and run to ~450 characters)."""
+    import requests
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or url
+    text = repr(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return f"cannot resolve {host} (no network, or no DNS)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connecting to {host} timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"{host} stopped sending (read timed out)"
+    if "Connection refused" in text:
+        return f"{host} refused the connection"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error with {host}"
+    first = str(exc).split(" (Caused by")[0].split(": ")[-1]
+    return f"{type(exc).__name__}: {first[:120]}"
+
+
 def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], quiet: bool,
                 session, digest: _Hash, deadline: float, size_origin: str = "") -> None:
     """One attempt: resume ``part`` from ``url`` to the end."""
@@ -160,7 +181,10 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
         resp = session.get(url, stream=True, headers=headers,
                            timeout=(_env("SCISEG_CONNECT_TIMEOUT", 15), _env("SCISEG_READ_TIMEOUT", 60)))
     except requests.exceptions.RequestException as exc:
-        raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        reason = short_reason(exc, url)
+        if reason.startswith("cannot resolve"):  # no network or no DNS: retrying will not help
+            raise _Permanent(reason) from exc
+        raise ConnectionError(reason) from exc
     with resp:
         if resp.status_code == 416 and offset:  # already complete, or our part is longer than the file
             part.unlink()
@@ -244,7 +268,10 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
     failures: List[str] = []
     with requests.Session() as session:
         session.headers["User-Agent"] = "sct_task_sciseg"
-        for url in urls:
+        for n, url in enumerate(urls, 1):
+            def next_source(line: str, last: bool = n == len(urls)) -> None:
+                if not last:  # the last source's failure is the error itself
+                    log(f"{line}; trying the next source")
             hashed = _Hash()
             deadline = time.monotonic() + _deadline_s()
             for attempt in range(retries + 1):
@@ -254,16 +281,17 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                     part.unlink(missing_ok=True)
                     meta.unlink(missing_ok=True)
                     failures.append(f"{url}: {exc}")
-                    log(f"{url}: {exc}; trying the next source")
+                    next_source(f"{url}: {exc}")
                     break
                 except _Permanent as exc:
                     failures.append(f"{url}: {exc}")
-                    log(f"{url}: {exc}; trying the next source")
+                    next_source(f"{url}: {exc}")
                     break
                 except (ConnectionError, OSError) as exc:
                     if attempt < retries:
                         delay = backoff * 2 ** attempt
-                        log(f"{url}: {exc}; retrying in {delay:.1f} s")
+                        if attempt == 0:  # one line per source, not one per attempt
+                            log(f"{url}: {exc}; retrying up to {retries} times")
                         time.sleep(delay)
                         continue
                     failures.append(f"{url}: {exc}")
@@ -276,7 +304,7 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                     part.unlink()
                     meta.unlink(missing_ok=True)
                     failures.append(f"{url}: {problem}")
-                    log(f"{url}: {problem}; trying the next source")
+                    next_source(f"{url}: {problem}")
                     break
                 os.replace(part, dest)
                 meta.unlink(missing_ok=True)

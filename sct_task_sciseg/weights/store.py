@@ -308,7 +308,8 @@ class _Installer:
         got = download(urls, self.tdir / ".downloads" / self.release.tag / self.release.asset,
                        expected_size=(self.expected or {}).get("size"), quiet=self.quiet, log=self.say,
                        verify=self._problem, size_origin=(self.expected or {}).get("origin", ""),
-                       hint=Hint("offline-install", {"task": self.task.name, "tag": self.release.tag}))
+                       hint=Hint("offline-install", {"task": self.task.name, "tag": self.release.tag,
+                                                      "asset": self.release.asset}))
         self.downloaded = got.path
         return got.path, got.url, got.sha256, got.size
 
