@@ -342,7 +342,11 @@ class Bench:
         log(f"Dice on the trained model {src}")
         refs: dict = {}
         defaults: dict = {}
+        from sct_task_sciseg.inference.settings import module_available
         for mode, kw in API.items():
+            if kw.get("backend") and not module_available(kw["backend"]):
+                log(f"  {mode:<12} skipped: {kw['backend']} is not installed")
+                continue
             names = ["t2_fake_lesion"] if mode == "bf16" and not self.results["machine"]["native_bf16"] \
                 else list(self.inputs)
             seg = Segmenter(model_folder=model.model_folder, quiet=True, **kw)

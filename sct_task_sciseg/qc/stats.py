@@ -11,6 +11,19 @@ from ..io.orientation import OPPOSITE
 from .geometry import DEFAULT_ROLES, Roles, _array3d, _mask3d
 
 
+def _fov_edges(mask: np.ndarray, codes, skip_si: bool) -> list:
+    """The sides (axis codes) of the field of view that ``mask`` touches."""
+    found = []
+    for axis, code in enumerate(codes):
+        if code is None or mask.shape[axis] < 3 or (skip_si and code in "SI"):
+            continue
+        if mask.take(0, axis=axis).any():
+            found.append(OPPOSITE[code])  # index 0 lies at the side opposite to the axis direction
+        if mask.take(-1, axis=axis).any():
+            found.append(code)
+    return found
+
+
 def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles = DEFAULT_ROLES) -> dict:
     """Structure ("cord") volume, findings ("lesions": 3-D components, 26-connectivity) and reviewer flags.
 
@@ -34,20 +47,8 @@ def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles =
     outside = int(np.count_nonzero(lesion & ~cord))
 
     codes = nib.aff2axcodes(affine)
-
-    def edges(mask, skip_si):
-        found = []
-        for axis, code in enumerate(codes):
-            if code is None or mask.shape[axis] < 3 or (skip_si and code in "SI"):
-                continue
-            if mask.take(0, axis=axis).any():
-                found.append(OPPOSITE[code])  # index 0 lies at the side opposite to the axis direction
-            if mask.take(-1, axis=axis).any():
-                found.append(code)
-        return found
-
-    cord_edges = edges(cord, skip_si=True)
-    lesion_edges = edges(lesion, skip_si=False)
+    cord_edges = _fov_edges(cord, codes, skip_si=True)
+    lesion_edges = _fov_edges(lesion, codes, skip_si=False)
     n_cord = int(np.count_nonzero(cord))
     flags = []
     if n_cord == 0:

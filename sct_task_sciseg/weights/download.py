@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Union
 
 from ..errors import Hint, InstallError
 from ..io.hashing import CHUNK
@@ -245,6 +245,44 @@ def _receive(resp, part: Path, offset: int, resumed: bool, limit: int, what: str
             bar.close()
 
 
+def _from_source(url: str, dest: Path, session, retries: int, backoff: float, log: Callable[[str], None],
+                 verify: Callable[[str, int], Optional[str]], fetch: dict) -> Union[Downloaded, str]:
+    """The download from one source, with its retries: the file, or why this source failed."""
+    part = dest.with_name(dest.name + ".part")
+    meta = dest.with_name(dest.name + ".part.json")
+    hashed = _Hash()
+    deadline = time.monotonic() + _deadline_s()
+    for attempt in range(retries + 1):
+        try:
+            _fetch_once(url, part, meta, fetch["expected_size"], fetch["quiet"], session, hashed, deadline,
+                        fetch["size_origin"])
+        except _Oversize as exc:
+            part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            return str(exc)
+        except _Permanent as exc:
+            return str(exc)
+        except (ConnectionError, OSError) as exc:
+            if attempt == retries:
+                return str(exc)
+            if attempt == 0:  # one line per source, not one per attempt
+                log(f"{url}: {exc}; retrying up to {retries} times")
+            time.sleep(backoff * 2 ** attempt)
+            continue
+        size = part.stat().st_size
+        hashed.sync(part, size)  # no-op unless the part was completed by an earlier process
+        digest = hashed.h.hexdigest()
+        problem = html_problem(part) or verify(digest, size)
+        if problem:
+            part.unlink()
+            meta.unlink(missing_ok=True)
+            return problem
+        os.replace(part, dest)
+        meta.unlink(missing_ok=True)
+        return Downloaded(dest, url, digest, size)
+    return "no attempt made"
+
+
 def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = None,
              quiet: bool = False, retries: Optional[int] = None, backoff: Optional[float] = None,
              log: Callable[[str], None] = lambda s: None,
@@ -263,50 +301,15 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
     retries = int(_env("SCISEG_RETRIES", 3)) if retries is None else retries
     backoff = _env("SCISEG_BACKOFF", 1.0) if backoff is None else backoff
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    meta = dest.with_name(dest.name + ".part.json")
     failures: List[str] = []
     with requests.Session() as session:
         session.headers["User-Agent"] = "sct_task_sciseg"
         for n, url in enumerate(urls, 1):
-            def next_source(line: str, last: bool = n == len(urls)) -> None:
-                if not last:  # the last source's failure is the error itself
-                    log(f"{line}; trying the next source")
-            hashed = _Hash()
-            deadline = time.monotonic() + _deadline_s()
-            for attempt in range(retries + 1):
-                try:
-                    _fetch_once(url, part, meta, expected_size, quiet, session, hashed, deadline, size_origin)
-                except _Oversize as exc:
-                    part.unlink(missing_ok=True)
-                    meta.unlink(missing_ok=True)
-                    failures.append(f"{url}: {exc}")
-                    next_source(f"{url}: {exc}")
-                    break
-                except _Permanent as exc:
-                    failures.append(f"{url}: {exc}")
-                    next_source(f"{url}: {exc}")
-                    break
-                except (ConnectionError, OSError) as exc:
-                    if attempt < retries:
-                        delay = backoff * 2 ** attempt
-                        if attempt == 0:  # one line per source, not one per attempt
-                            log(f"{url}: {exc}; retrying up to {retries} times")
-                        time.sleep(delay)
-                        continue
-                    failures.append(f"{url}: {exc}")
-                    break
-                size = part.stat().st_size
-                hashed.sync(part, size)  # no-op unless the part was completed by an earlier process
-                digest = hashed.h.hexdigest()
-                problem = html_problem(part) or verify(digest, size)
-                if problem:
-                    part.unlink()
-                    meta.unlink(missing_ok=True)
-                    failures.append(f"{url}: {problem}")
-                    next_source(f"{url}: {problem}")
-                    break
-                os.replace(part, dest)
-                meta.unlink(missing_ok=True)
-                return Downloaded(dest, url, digest, size)
+            got = _from_source(url, dest, session, retries, backoff, log, verify,
+                               dict(expected_size=expected_size, quiet=quiet, size_origin=size_origin))
+            if isinstance(got, Downloaded):
+                return got
+            failures.append(f"{url}: {got}")
+            if n < len(urls):  # the last source's failure is the error itself
+                log(f"{url}: {got}; trying the next source")
     raise InstallError("download failed: " + "; ".join(failures), hint)
