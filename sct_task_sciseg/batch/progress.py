@@ -80,6 +80,8 @@ class ScanProgress:
             if total and total != self.bar.total:
                 self.bar.total = total
             self.bar.update(done - self.bar.n)
+            if done >= self.bar.total:
+                self.bar.refresh()  # the last pass always shows, whatever tqdm's redraw interval
 
     def _close_bar(self) -> None:
         if self.bar is not None:
