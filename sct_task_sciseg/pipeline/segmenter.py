@@ -67,6 +67,7 @@ class Segmenter:
             raise ModelError(f"{self._model_folder}: not an nnU-Net model folder (no plans.json)")
         self._loaded = None
         self._resolved = None
+        self._dataset_json: Optional[dict] = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -87,7 +88,10 @@ class Segmenter:
 
     @property
     def dataset_json(self) -> dict:
-        return json.loads((self.model_folder / "dataset.json").read_text())
+        """The model's dataset.json, read once (every segmentation needs its orientation and regions)."""
+        if self._dataset_json is None:
+            self._dataset_json = json.loads((self.model_folder / "dataset.json").read_text())
+        return self._dataset_json
 
     @property
     def plans(self) -> dict:
