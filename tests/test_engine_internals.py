@@ -144,3 +144,36 @@ def test_hooks_that_do_not_fit_fall_back_to_stock_nnunet_with_one_warning(segmen
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "stock predictor" in warnings[0] and "newer than the newest tested" in warnings[0]
     assert np.array_equal(labels, reference)
+
+
+def test_huge_pages_environment_only_where_it_changes_something():
+    from sct_task_sciseg.inference.tuning import HUGE_PAGES_TUNABLE, TUNED_MARK, huge_pages_environment as env
+    thp = "always [madvise] never\n"
+    new = env({"PATH": "/bin"}, "glibc 2.36", thp)
+    assert new == {"PATH": "/bin", "GLIBC_TUNABLES": HUGE_PAGES_TUNABLE, TUNED_MARK: "1"}
+    kept = env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "glibc 2.35", thp)
+    assert kept["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGES_TUNABLE}"
+    assert env({}, "glibc 2.34", thp) is None  # no such tunable before 2.35
+    assert env({}, "musl 1.2", thp) is None
+    assert env({}, "glibc 2.36", "[always] madvise never") is None  # every mapping gets huge pages already
+    assert env({}, "glibc 2.36", "always madvise [never]") is None
+    assert env({TUNED_MARK: "1"}, "glibc 2.36", thp) is None  # restarted once, or the user said no
+    assert env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "glibc 2.36", thp) is None  # the user's choice
+
+
+def test_restart_tuned_re_executes_the_same_command_once_with_huge_pages():
+    import os
+    from sct_task_sciseg.inference.tuning import huge_pages_environment
+    if sys.version_info < (3, 10) or huge_pages_environment(os.environ) is None:
+        pytest.skip("no huge pages to ask for on this machine (glibc < 2.35, THP not in madvise mode)")
+    code = ("import os, sys; from sct_task_sciseg.inference.tuning import restart_tuned; print('before', flush=True);"
+            " restart_tuned(); print(os.getpid(), os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])")
+    p = subprocess.Popen([sys.executable, "-c", code, "a b", "-x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    out, errs = p.communicate(timeout=120)
+    assert p.returncode == 0, errs
+    lines = out.splitlines()
+    assert lines[:2] == ["before", "before"] and len(lines) == 3  # the command ran again from the start, once
+    pid, tunables, args = lines[2].split(" ", 2)
+    assert int(pid) == p.pid  # in place: the same process, not a child
+    assert tunables == "glibc.malloc.hugetlb=1" and args == "['a b', '-x']"
