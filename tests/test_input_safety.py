@@ -80,6 +80,17 @@ def test_output_that_is_the_input_is_refused(installed_model, tmp_path):
     assert sha(tmp_path / "t2_sc_seg.nii.gz") == before
 
 
+def test_analysis_outputs_onto_inputs_are_refused(installed_model, tmp_path):
+    scan = copy_input(tmp_path / "t2.nii.gz")
+    label = copy_input(tmp_path / "t2_lesion_seg_label.nii.gz")  # what -analyze writes for t2.nii.gz
+    before = sha(label)
+    r = run_cli("-i", scan, label, "-analyze", env=models_env(installed_model))
+    assert r.returncode == 2 and len(errors(r.stderr)) == 1, r.stderr
+    assert "t2_lesion_seg_label.nii.gz: is an input and would be overwritten by the output of" in r.stderr
+    assert sha(label) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t2.nii.gz", "t2_lesion_seg_label.nii.gz"]
+
+
 def test_two_inputs_with_one_output_are_refused(installed_model, tmp_path):
     a, b = copy_input(tmp_path / "d1" / "t2.nii.gz"), copy_input(tmp_path / "d2" / "t2.nii.gz")
     r = run_cli("-i", a, b, "-o", f"{tmp_path / 'out'}/", env=models_env(installed_model))
@@ -215,12 +226,25 @@ def test_temporary_and_hidden_files_are_never_inputs(tmp_path):
 
 
 def test_a_late_signal_does_not_change_the_exit_status(installed_model):
-    code = ("import os, signal, sys; from sct_task_sciseg.cli import main; rc = main(); "
-            "os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGTERM); "
-            "print('exit', rc); sys.exit(rc)")
+    # signals that land between the end of the run and the end of the process are ignored
+    code = ("import os, signal, sys; import sct_task_sciseg.cli as cli\n"
+            "def late(rc):\n"
+            "    os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    print('exit', rc); sys.exit(rc)\n"
+            "cli._exit_now = late; cli.main()")
     r = subprocess.run([sys.executable, "-c", code, "-list-tasks"], capture_output=True, text=True,
                        env=dict(os.environ, **models_env(installed_model)))
     assert r.returncode == 0 and "exit 0" in r.stdout, r.stderr
+
+
+def test_the_command_ends_its_process_with_the_status_and_flushed_output(installed_model, tmp_path):
+    code = "from sct_task_sciseg.cli import main; main(); print('after main')"
+    r = subprocess.run([sys.executable, "-c", code, "-list-tasks"], capture_output=True, text=True,
+                       env=dict(os.environ, **models_env(installed_model)))
+    assert r.returncode == 0 and "seg_sc_lesion_t2w_sci" in r.stdout and "after main" not in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-c", code, "-i", str(tmp_path / "missing.nii.gz")], capture_output=True,
+                       text=True, env=dict(os.environ, **models_env(installed_model)))
+    assert r.returncode != 0 and "missing.nii.gz" in r.stderr and "after main" not in r.stdout
 
 
 # -- intensity scale -----------------------------------------------------------------------------------------

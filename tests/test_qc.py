@@ -240,11 +240,16 @@ def test_lesion_stats_flags_and_connectivity():
     cord = np.zeros(shape, np.uint8)
     cord[8:13, 8:13, :] = 1  # runs through S/I: not a flag
     lesion = np.zeros(shape, np.uint8)
-    lesion[9, 9, 10] = lesion[10, 10, 11] = 1  # corner-touching: one lesion with 26-connectivity
-    lesion[11, 11, 20] = 1
+    lesion[9, 9, 10] = lesion[10, 10, 10] = 1  # edge-touching: one lesion (18-connectivity, as SCT counts)
+    lesion[11, 11, 20] = lesion[12, 12, 21] = 1  # corner-touching only: two lesions for SCT, one with 26
     s = qc.lesion_stats({"sc": cord, "lesion": lesion}, aff)
-    assert s["lesion_count"] == 2 and s["lesion_volumes_mm3"] == [1.0, 0.5]
-    assert s["lesion_volume_mm3"] == 1.5 and s["cord_volume_mm3"] == 25 * 30 * 0.5
+    assert s["lesion_count"] == 3 and s["lesion_volumes_mm3"] == [1.0, 0.5, 0.5]
+    assert s["lesion_volume_mm3"] == 2.0 and s["cord_volume_mm3"] == 25 * 30 * 0.5
+    from sct_task_sciseg.analysis import analyze_masks
+    from sct_task_sciseg.tasks import SCISEG
+    img = nib.Nifti1Image(lesion.astype(np.float32), aff)
+    masks = {"sc": nib.Nifti1Image(cord, aff), "lesion": nib.Nifti1Image(lesion, aff)}
+    assert len(analyze_masks(masks, SCISEG.labels, img).lesions) == s["lesion_count"]  # one way of counting
     assert s["flags"] == []
     lesion[2, 2, 5] = 1  # outside the cord
     cord[0:3, 8:13, 3] = 1  # reaches the L edge (x index 0 with R+ axis)

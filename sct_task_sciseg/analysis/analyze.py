@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
-from ..io.components import label_components
+from ..io.components import LESION_CONNECTIVITY, label_components
 from .bridges import Bridges, measure_bridges
 from .centerline import Angles, SliceSums, cord_angles
 from .grid import Grid
@@ -26,7 +26,7 @@ from .midsagittal import Midsagittal, choose
 from .rows import lesion_row, summary_of, zero_row
 from .table import columns as table_columns
 
-SCT_CONNECTIVITY = 2  # skimage.measure.label(connectivity=2) in SCT 7.3: 18-neighbourhood on 3-D masks
+SCT_CONNECTIVITY = LESION_CONNECTIVITY  # 18-neighbourhood, as SCT 7.3 labels lesions
 AFFINE_TOLERANCE_MM = 1e-3
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from ..batch.analysis import job_analysis_paths
 from ..batch.inputs import Item, output_base_for, scan
 from ..batch.runner import Job
 from ..errors import OutputError, SciSegError
@@ -83,8 +84,11 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     if args.o and several and not is_output_folder(args.o):
         raise UsageError(f"-o {args.o}: several inputs need an output folder (end it with /)")
     soft = bool(getattr(args, "soft", 0))
-    plans = [(it.path, list(output_paths(output_base_for(it, args.o), task.outputs, soft=soft).values()))
-             for it in items]
+    plans = []
+    for it in items:
+        outs = output_paths(output_base_for(it, args.o), task.outputs, soft=soft)
+        extra = job_analysis_paths(task, outs) if getattr(args, "analyze", False) else {}
+        plans.append((it.path, [*outs.values(), *extra.values()]))
     problem = collision(plans)
     if problem:
         raise UsageError(f"{problem}; nothing was run (choose another -o)")

@@ -1,7 +1,8 @@
 """Connected components of binary masks (3-D; 26-connectivity by default, nnU-Net's convention).
 
 ``connectivity`` counts how many coordinates two neighbours may differ in, as in scikit-image: 1 = 6-, 2 = 18-,
-3 = 26-neighbourhood. SCT's ``sct_analyze_lesion`` uses scikit-image's ``connectivity=2`` (18) on 3-D masks.
+3 = 26-neighbourhood. Lesions are counted as SCT's ``sct_analyze_lesion`` counts them (scikit-image's
+``connectivity=2``: 18-neighbourhood, :data:`LESION_CONNECTIVITY`), in the QC report as in the analysis.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Tuple
 import numpy as np
 
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+LESION_CONNECTIVITY = 2  # skimage.measure.label(connectivity=2) in SCT 7.3's sct_analyze_lesion: 18-neighbourhood
 
 
 def label_components(mask: np.ndarray, connectivity: int = 3) -> Tuple[np.ndarray, int]:

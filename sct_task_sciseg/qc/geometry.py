@@ -10,7 +10,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from scipy import ndimage
 
-from ..io.components import label_components
+from ..io.components import LESION_CONNECTIVITY, label_components
 from ..tasks import SCISEG
 
 CENTRELINE_SMOOTH_MM = 3.0
@@ -127,8 +127,8 @@ class LesionComponent:
 
 
 def lesion_components(lesion: np.ndarray) -> List[LesionComponent]:
-    """3-D connected components (26-connectivity), largest first."""
-    labels, n = label_components(lesion)
+    """3-D connected components (18-connectivity, as the lesion analysis and SCT count them), largest first."""
+    labels, n = label_components(lesion, LESION_CONNECTIVITY)
     if n == 0:
         return []
     coords = np.argwhere(labels)

@@ -277,7 +277,7 @@ COLUMNS = [  # key, header, type (num/text/none), tooltip
     ("sagittal", "Sagittal", "none", "curved sagittal slice through the cord"),
     ("axial", "Axial", "none", "axial slices along the cord"),
     ("cord_volume", "Cord mm³", "num", "cord volume (lesion included)"),
-    ("lesion_count", "Lesions", "num", "number of lesions (3-D connected components, 26-connectivity)"),
+    ("lesion_count", "Lesions", "num", "number of lesions (3-D connected components, 18-connectivity as in sct_analyze_lesion)"),
     ("lesion_volume", "Lesion mm³", "num", "total lesion volume (hover a value for each lesion)"),
     ("flags", "Flags", "text", "what a reviewer should look at"),
     ("review", "Review", "review", "your verdict and note, stored in this browser (export/import as CSV)"),
@@ -307,7 +307,7 @@ def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]
     cord, lesion = titles["cord"], titles["lesion"]
     names = {"cord_volume": (f"{cord.capitalize()} mm³", f"{cord} volume ({lesion} included)"),
              "lesion_count": (f"{lesion.capitalize()}s", f"number of {lesion}s (3-D connected components, "
-                              "26-connectivity)"),
+                              "18-connectivity as in sct_analyze_lesion)"),
              "lesion_volume": (f"{lesion.capitalize()} mm³", f"total {lesion} volume (hover a value for each)")}
     cols = [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
     if with_analysis:

@@ -6,7 +6,7 @@ from typing import Mapping
 import nibabel as nib
 import numpy as np
 
-from ..io.components import component_sizes, label_components
+from ..io.components import LESION_CONNECTIVITY, component_sizes, label_components
 from ..io.orientation import OPPOSITE
 from .geometry import DEFAULT_ROLES, Roles, _array3d, _mask3d
 
@@ -25,7 +25,7 @@ def _fov_edges(mask: np.ndarray, codes, skip_si: bool) -> list:
 
 
 def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles = DEFAULT_ROLES) -> dict:
-    """Structure ("cord") volume, findings ("lesions": 3-D components, 26-connectivity) and reviewer flags.
+    """Structure ("cord") volume, findings ("lesions": 3-D components, 18-connectivity as in SCT) and reviewer flags.
 
     ``masks``: images or arrays on one grid, keyed by output name; ``roles`` names the structure and the
     finding among them (a missing finding means none). The keys of the result say cord/lesion whatever
@@ -42,7 +42,7 @@ def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles =
     lesion = _mask3d(masks.get(roles.finding), cord.shape)
     affine = np.asarray(affine, float)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    labels, n = label_components(lesion)
+    labels, n = label_components(lesion, LESION_CONNECTIVITY)
     sizes = component_sizes(labels, n)
     outside = int(np.count_nonzero(lesion & ~cord))
 
