@@ -11,32 +11,21 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.naming import strip_nifti_suffix
+from ..io.nifti import read_header
 
 PathLike = Union[str, Path]
 
 
 def load_mask(path: PathLike, what: str = "mask") -> nib.Nifti1Image:
-    """A 3-D NIfTI (a singleton 4th dimension is fine) with a usable grid; an all-zero mask is valid."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such {what} file")
+    """A 3-D NIfTI (a singleton 4th dimension is fine) whose header passes :func:`~sct_task_sciseg.io.nifti.
+    read_header`; its data are read here, so a truncated file fails now. An all-zero mask is valid."""
     try:
-        img = nib.load(str(path))
-        shape = img.shape
-        np.asanyarray(img.dataobj)  # reads it: a truncated file fails here, not later
-    except nib.filebasedimages.ImageFileError:
-        raise InputError(f"{path}: the {what} is not a NIfTI image") from None
+        img = read_header(path).image
+        np.asanyarray(img.dataobj)
+    except InputError as exc:
+        raise InputError(f"{exc.message} (the {what})") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise InputError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputError(f"{path}: the {what} is a {type(img).__name__} image, not NIfTI")
-    if len(shape) < 3 or (len(shape) > 3 and any(s != 1 for s in shape[3:])):
-        raise InputError(f"{path}: the {what} has shape {tuple(shape)}; a 3-D volume is needed")
-    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
-    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
-        raise InputError(f"{path}: invalid voxel size {tuple(zooms)} mm in the {what}")
-    if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-12:
-        raise InputError(f"{path}: singular or non-finite affine in the {what}")
     return img
 
 
