@@ -54,29 +54,32 @@ class Template:
 
 
 def parse_info_label(text: str) -> Tuple[Dict[int, str], Dict[str, List[int]]]:
-    """(tract id → name, combined label name → tract ids) of an ``info_label.txt``."""
+    """(tract id → name, combined label name → tract ids) of an ``info_label.txt`` (lines ``id, name, file`` or
+    ``id, name, 0:3,7``; the last ``", "`` ends the name, as SCT reads it)."""
     names: Dict[int, str] = {}
     combined: Dict[str, List[int]] = {}
     section = ""
     for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            found = re.search(r"Keyword=(\w+)", line)
-            section = found.group(1) if found else section
+        line = raw.rstrip()
+        found = re.match(r"^# Keyword=(\w+)", line)
+        if found:
+            section = found.group(1)
             continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 3:
+        m = re.match(r"^(\d+), (.*), (.*)$", line)
+        if line.startswith("#") or m is None:
             continue
-        if section == "IndivLabels" and parts[0].isdigit():
-            names[int(parts[0])] = ",".join(parts[1:-1])
+        if section == "IndivLabels":
+            names[int(m.group(1))] = m.group(2)
         elif section == "CombinedLabels":
-            combined[",".join(parts[1:-1])] = _id_list(parts[-1])
+            combined[m.group(2)] = _id_list(m.group(3))
     return names, combined
 
 
 def _id_list(spec: str) -> List[int]:
+    """``0:3,7`` → [0, 1, 2, 3, 7]."""
     out: List[int] = []
-    for part in spec.replace(";", " ").split():
+    for part in spec.replace(";", ",").split(","):
+        part = part.strip()
         if ":" in part:
             a, b = part.split(":")
             out += list(range(int(a), int(b) + 1))
@@ -108,6 +111,8 @@ def load_template(folder, reference, grid) -> Template:
     from .files import load_mask
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder (expected the template folder sct_warp_template writes)")
     levels_path = folder / LEVELS_FILE
     if not levels_path.is_file():
         raise InputError(f"{folder}: no {LEVELS_FILE} (warp the template with sct_warp_template first)")
