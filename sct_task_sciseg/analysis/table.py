@@ -45,8 +45,8 @@ OWN_COLUMNS: Dict[str, str] = {
     "volume_outside_cord [mm3]": "their volume",
     "touches_image_edge": "1 when the lesion touches a face of the image (it may continue outside)",
     "centroid_x [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
-    "centroid_y [mm]": "",
-    "centroid_z [mm]": "",
+    "centroid_y [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
+    "centroid_z [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
     "right_share [%]": "share of the lesion's voxels right of the cord's centre (mean R-L index of the cord on "
                        "each axial slice; a voxel on the centre counts half); needs the cord mask",
     "left_share [%]": "share of the lesion's voxels left of the cord's centre (as right_share)",
@@ -63,7 +63,61 @@ OWN_COLUMNS: Dict[str, str] = {
     "soft_volume [mm3]": "with -soft-threshold: sum of the probabilities over the lesion's voxels × voxel volume",
     "note": "what happened to this lesion beyond SCT's definitions, in words",
 }
-OWN_COLUMNS["centroid_y [mm]"] = OWN_COLUMNS["centroid_z [mm]"] = OWN_COLUMNS["centroid_x [mm]"]
+
+
+PATTERN_COLUMNS: Dict[str, str] = {  # columns whose names depend on the inputs
+    "mean_<image>": "with -i: mean of the image over the lesion's voxels where the image is not 0",
+    "std_<image>": "with -i: population standard deviation of the same",
+    "slice_<n>_dorsal_bridge_width [mm]": "with -perslice 1: minimum dorsal bridge on sagittal slice n (input "
+                                          "index) over its axial slices",
+    "slice_<n>_ventral_bridge_width [mm]": "the same, ventral",
+    "slice_<n>_total_bridge_width [mm]": "the sum of the two",
+}
+SHEET_COLUMNS: Dict[str, str] = {  # -f: <base>_lesion_distribution.csv and <base>_ROI_occupied_by_lesion.csv
+    "lesion": "lesion id (distribution table: SCT's sheet lesion#<id>_distribution)",
+    "row": "vertebral level as SCT prints it (e.g. 4.0), the axial slice (RPI index, -perslice 1), or the total "
+           "row total % (all vert|slice)",
+    "vert_level": "-perslice 1: the slice's most common level (N/A: none)",
+    "PAM50_<NN> [%]": "distribution: share of the lesion's atlas-weighted volume in tract NN at this row; ROI: "
+                      "share of tract NN's volume at this row that the lesions occupy (SCT 7.3's arithmetic)",
+    "total % (all tracts) [%]": "distribution: the row's sum over tracts",
+    "<combined label> [%]": "white matter, gray matter, dorsal columns, ... (atlas info_label.txt): "
+                            "distribution: sum of its tracts' cells; ROI: Σ lesion volume / Σ tract volume × 100",
+}
+COHORT_COLUMNS: Dict[str, str] = {  # lesion_analysis_cohort.csv, before the lesion columns
+    "participant": "BIDS participant (sub-...) of the scan, empty outside BIDS",
+    "session": "BIDS session (ses-...), empty without one",
+    "file": "the input image's file name",
+    "row": "lesion (one per lesion) or scan (the scan's totals: volume, length, largest width and damage ratio, "
+           "voxels outside the cord, most rostral and caudal level, soft volume)",
+    "lesion_count": "scan rows: number of lesions analysed",
+}
+UNITS = {"participant": "text", "session": "text", "file": "text", "lesion_count": "lesions",
+         "label": "id", "interpolated_midsagittal_slice": "slice index", "total_bridge_axial_slice": "slice index",
+         "dorsal_bridge_axial_slice": "slice index", "ventral_bridge_axial_slice": "slice index",
+         "bridges_from": "text", "voxels": "voxels", "voxels_outside_cord": "voxels", "touches_image_edge": "0/1",
+         "note": "text", "level_type": "text", "level_rostral": "level", "level_caudal": "level",
+         "levels_spanned": "levels", "level_largest_damage": "level", "mean_<image>": "image units",
+         "std_<image>": "image units", "lesion": "id", "row": "text", "vert_level": "level"}
+
+
+def unit(name: str) -> str:
+    """A column's unit: the bracket of its name (``[mm3]`` → mm³, ``[]`` → ratio), else :data:`UNITS`."""
+    if name.endswith("]"):
+        u = name[name.rindex("[") + 1:-1]
+        return {"mm3": "mm³", "": "ratio", "%": "%"}.get(u, u)
+    return UNITS.get(name, "")
+
+
+def markdown() -> str:
+    """The README's table of every column: name, unit, definition (generated from this module)."""
+    lines = ["| column | unit | definition |", "|---|---|---|"]
+    groups = (("SCT", SCT_COLUMNS), ("SCT, by input", PATTERN_COLUMNS), ("this package", OWN_COLUMNS),
+              ("cohort table", COHORT_COLUMNS), ("-f tables", SHEET_COLUMNS))
+    for group, table in groups:
+        for name, text in table.items():
+            lines.append(f"| `{name}` | {unit(name)} | {text.replace('|', '/')} ({group}) |")
+    return "\n".join(lines) + "\n"
 
 
 def per_slice_column(slice_number: int, kind: str) -> str:
