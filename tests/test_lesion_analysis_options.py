@@ -23,7 +23,7 @@ def _atlas_analysis(tmp_path, perslice=False):
     ph = atlas_phantom(tmp_path / "label")
     grid = Grid.of(ph["lesion"].shape, ph["lesion"].affine, ph["lesion"].header.get_zooms())
     tmpl = load_template(ph["folder"], ph["lesion"], grid)
-    return analyze_lesions(ph["lesion"], ph["cord"], perslice=perslice, options=Options(template=tmpl))
+    return analyze_lesions(ph["lesion"], ph["cord"], options=Options(template=tmpl, atlas_per_slice=perslice))
 
 
 def test_atlas_sheets_by_hand(tmp_path):

@@ -103,13 +103,14 @@ class Options:
     ``nli_slice``: SCT's ``-nli-slice`` (input index along the S-I axis); ``template``: a loaded ``-f`` folder
     (:func:`.atlas.load_template`); ``levels_img``: a labelled cord (``-levels``) whose levels the rows get;
     ``level_type``: ``vertebral``/``spinal`` (default: from the file name); ``soft_threshold``: the lesion input
-    is a probability map, thresholded at ``>= T``."""
+    is a probability map, thresholded at ``>= T``; ``atlas_per_slice``: SCT's ``-perslice 1`` for the sheets."""
 
     nli_slice: Optional[int] = None
     template: object = None
     levels_img: object = None
     level_type: Optional[str] = None
     soft_threshold: Optional[float] = None
+    atlas_per_slice: bool = False  # SCT's -perslice: -f sheets per axial slice instead of per level
 
 
 def _lesion_input(lesion_img, opts: Options):
@@ -142,7 +143,7 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     a cord mask (0/1); masks holding anything else are refused (:mod:`.values`).
 
     Without a cord only volumes are measured (as SCT). ``image_img`` adds SCT's ``mean_<name>``/``std_<name>``
-    columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns (and per-slice rows of the ``-f`` sheets).
+    columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns.
     All images share one grid.
     """
     opts = options or Options()
@@ -205,10 +206,11 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     params = {"connectivity": connectivity, "perslice": bool(perslice), "cord": cord_img is not None,
               "image": image_name if image is not None else None, "nli_slice": opts.nli_slice,
               "soft_threshold": opts.soft_threshold, "levels": anat.level_type,
-              "template": getattr(opts.template, "folder", None)}
+              "template": getattr(opts.template, "folder", None),
+              "atlas_per_slice": opts.atlas_per_slice}
     out = LesionAnalysis(rows, names, summary, label_img, grid, details, cord, mid, params)
     if opts.template is not None:
-        out.sheets = anat.sheets(details, perslice)
+        out.sheets = anat.sheets(details, opts.atlas_per_slice)
         for row, detail in zip(rows, details):
             row.update(anat.tract_sides(out.sheets, detail.label))
     return out

@@ -39,7 +39,7 @@ def analyze_lesion_files(lesion: PathLike, cord: Optional[PathLike] = None, imag
                          perslice: bool = False, *, connectivity: Optional[int] = None,
                          template: Optional[PathLike] = None, levels: Optional[PathLike] = None,
                          level_type: Optional[str] = None, nli_slice: Optional[int] = None,
-                         soft_threshold: Optional[float] = None):
+                         soft_threshold: Optional[float] = None, atlas_per_slice: bool = False):
     """:func:`analyze_lesions` on files (``template``: a ``-f`` folder; ``levels``: a labelled cord); the result
     records the source paths. An error names the file it is about."""
     from .analyze import SCT_CONNECTIVITY, Options, analyze_lesions
@@ -58,7 +58,7 @@ def analyze_lesion_files(lesion: PathLike, cord: Optional[PathLike] = None, imag
             grid = Grid.of(lesion_img.shape, lesion_img.affine, lesion_img.header.get_zooms())
             tmpl = load_template(template, lesion_img, grid)
         opts = Options(nli_slice=nli_slice, template=tmpl, levels_img=levels_img, level_type=level_type,
-                       soft_threshold=soft_threshold)
+                       soft_threshold=soft_threshold, atlas_per_slice=atlas_per_slice)
         analysis = analyze_lesions(lesion_img, cord_img, image_img, perslice,
                                    connectivity=connectivity or SCT_CONNECTIVITY,
                                    image_name=image_stem(image) if image is not None else "image", options=opts)

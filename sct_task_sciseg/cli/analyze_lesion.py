@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1 (default): also write SCT's <mask>_analysis.xlsx (sheet measures and the -f sheets)")
     p.add_argument("-ofolder", default=".", metavar="DIR", help="output folder (created; default: .)")
     p.add_argument("-perslice", type=int, default=0, choices=(0, 1),
-                   help="1: add SCT's per-sagittal-slice bridge columns (slice_<n>_dorsal_bridge_width [mm], ...) "
-                        "and, with -f, one row per axial slice (SCT's -perslice) instead of one per level")
+                   help="as SCT 7.3: with -f, one row per axial slice instead of one per vertebral level (SCT's "
+                        "per-sagittal-slice bridge columns slice_<n>_..._bridge_width [mm] are always written)")
     p.add_argument("-connectivity", type=int, default=2, choices=(1, 2, 3),
                    help="lesion components: neighbours may differ in 1, 2 (default, SCT's: 18-neighbourhood) "
                         "or 3 coordinates (26-neighbourhood)")
@@ -110,7 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError as exc:
             raise SciSegError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
         check_writable(out)
-        analysis = analyze_lesion_files(args.m, args.s, args.i, bool(args.perslice), connectivity=args.connectivity,
+        analysis = analyze_lesion_files(args.m, args.s, args.i, True, atlas_per_slice=bool(args.perslice),
+                                        connectivity=args.connectivity,
                                         template=args.f, levels=args.levels, level_type=args.level_type,
                                         nli_slice=args.nli_slice, soft_threshold=args.soft_threshold)
         paths = write_analysis(analysis, base, label_suffix=_label_suffix(args.m), xlsx=bool(args.xlsx))
