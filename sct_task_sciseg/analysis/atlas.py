@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
@@ -106,6 +107,18 @@ def atlas_files(folder: Path) -> List[Tuple[int, Path]]:
     return out
 
 
+def _rpi(img, reference, grid, path: Path) -> np.ndarray:
+    same_grid(reference, img, str(path))
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable data ({exc})") from None
+    data = data.reshape(data.shape[:3]) if data.ndim == 4 else data
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError(f"{path}: NaN or infinite weights")
+    return grid.to_rpi(data)
+
+
 def load_template(folder, reference, grid) -> Template:
     """Read a template folder whose images share ``reference``'s (the lesion mask's) grid, reoriented to RPI."""
     from .files import load_mask
@@ -116,12 +129,13 @@ def load_template(folder, reference, grid) -> Template:
     levels_path = folder / LEVELS_FILE
     if not levels_path.is_file():
         raise InputError(f"{folder}: no {LEVELS_FILE} (warp the template with sct_warp_template first)")
-    arrays = {}
-    for role, path in [("levels", levels_path)] + atlas_files(folder):
-        img = load_mask(path, "template image")
-        same_grid(reference, img, str(path))
-        data = np.asanyarray(img.dataobj)
-        arrays[role] = grid.to_rpi(data.reshape(data.shape[:3]) if data.ndim == 4 else data)
+    arrays = {"levels": _rpi(load_mask(levels_path, "template level image"), reference, grid, levels_path)}
+    for tract, path in atlas_files(folder):  # the header checks of the level image stand for its siblings
+        try:
+            img = nib.load(str(path))
+        except Exception as exc:  # nibabel raises many kinds for a damaged file
+            raise InputError(f"{path}: unreadable atlas map ({exc})") from None
+        arrays[tract] = _rpi(img, reference, grid, path)
     names, combined = {}, {}
     info = folder / ATLAS_DIR / "info_label.txt"
     if info.is_file():
