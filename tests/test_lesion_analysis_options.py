@@ -205,3 +205,13 @@ def test_xlsx_has_sct_sheets_and_columns(tmp_path):
     assert dist.loc[0, "PAM50_00"] == pytest.approx(200 / 3.5)
     csv = pd.read_csv(paths["roi"])
     assert csv.loc[2, "PAM50_00"] == pytest.approx(9.375) and csv["white matter"].dtype.kind == "f"
+
+
+def test_qc_lesion_column_shows_level_and_side(tmp_path):
+    from sct_task_sciseg.qc.entry import analysis_numbers
+    from sct_task_sciseg.qc.report_analysis import cells
+
+    a = _atlas_analysis(tmp_path)
+    entry = {"analysis": analysis_numbers(a), "file": "x.nii.gz"}
+    html = cells(entry)[0]
+    assert "<div class=small>vert 3–4 · L 75%</div>" in html and "lesion 1: vert 3–4 · L 75%" in html
