@@ -215,3 +215,21 @@ def test_qc_lesion_column_shows_level_and_side(tmp_path):
     entry = {"analysis": analysis_numbers(a), "file": "x.nii.gz"}
     html = cells(entry)[0]
     assert "<div class=small>vert 3–4 · L 75%</div>" in html and "lesion 1: vert 3–4 · L 75%" in html
+
+
+def test_xlsx_same_with_either_writer(tmp_path, monkeypatch):
+    """openpyxl (the ``xlsx`` extra) and xlsxwriter (in SCT's environment) write the same sheets."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl")
+    pytest.importorskip("xlsxwriter")
+    from sct_task_sciseg.analysis import writer
+
+    a = _atlas_analysis(tmp_path)
+    books = {}
+    for lib in ("openpyxl", "xlsxwriter"):
+        monkeypatch.setattr(writer, "xlsx_writer", lambda lib=lib: lib)
+        (tmp_path / lib).mkdir()
+        books[lib] = pd.read_excel(write_analysis(a, tmp_path / lib / "les", xlsx=True)["xlsx"], sheet_name=None)
+    assert list(books["openpyxl"]) == list(books["xlsxwriter"])
+    for name, frame in books["openpyxl"].items():
+        pd.testing.assert_frame_equal(frame, books["xlsxwriter"][name])

@@ -5,6 +5,7 @@ with ``xlsx`` SCT's spreadsheet ``<base>_analysis.xlsx``. Every file is serialis
 together or none (:func:`~sct_task_sciseg.io.atomic.atomic_write_all`)."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -74,22 +75,52 @@ def sct_sheets(analysis) -> Dict[str, Tuple[List[str], List[dict]]]:
     return {"measures": (cols, analysis.rows), **analysis.sheets}
 
 
-def xlsx_content(sheets: Dict[str, Tuple[List[str], List[dict]]]):
-    """A writer of the .xlsx (openpyxl): one sheet per entry, a header row, then the rows (NaN → empty)."""
-    from openpyxl import Workbook
+def xlsx_writer() -> Optional[str]:
+    """The installed xlsx library: ``openpyxl`` (extra ``xlsx``), else ``xlsxwriter`` (SCT's environment has
+    it), else None."""
+    import importlib.util
 
-    wb = Workbook()
-    wb.remove(wb.active)
-    for name, (cols, rows) in sheets.items():
-        ws = wb.create_sheet(name[:31])
-        ws.append(list(cols))
-        for r in rows:
-            ws.append([json_value(r.get(c)) for c in cols])
-        for row in ws.iter_rows(min_row=2):
-            for c in row:
-                if isinstance(c.value, str) and c.value.startswith("="):
-                    c.data_type = "s"  # text, never a formula
-    return wb.save
+    for name in ("openpyxl", "xlsxwriter"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def xlsx_content(sheets: Dict[str, Tuple[List[str], List[dict]]]):
+    """A writer of the .xlsx: one sheet per entry, a header row, then the rows (NaN → empty cell); text is
+    never stored as a formula."""
+    table = [(name[:31], list(cols), [[json_value(r.get(c)) for c in cols] for r in rows])
+             for name, (cols, rows) in sheets.items()]
+    if xlsx_writer() == "openpyxl":
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        wb.remove(wb.active)
+        for name, cols, rows in table:
+            ws = wb.create_sheet(name)
+            for row in [cols] + rows:
+                ws.append(row)
+            for line in ws.iter_rows(min_row=2):
+                for c in line:
+                    if isinstance(c.value, str) and c.value.startswith("="):
+                        c.data_type = "s"
+        return wb.save
+
+    def write(fh) -> None:
+        import xlsxwriter
+
+        buf = io.BytesIO()
+        wb = xlsxwriter.Workbook(buf, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+                                       "strings_to_numbers": False})
+        for name, cols, rows in table:
+            ws = wb.add_worksheet(name)
+            for i, row in enumerate([cols] + rows):
+                for j, value in enumerate(row):
+                    if value is not None:
+                        ws.write(i, j, value)
+        wb.close()
+        fh.write(buf.getvalue())
+    return write
 
 
 def write_analysis(analysis, out_base: Union[str, Path], provenance: Optional[dict] = None,

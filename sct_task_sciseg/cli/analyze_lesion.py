@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-soft-threshold", type=float, metavar="T",
                    help="-m is a probability map (values in [0, 1], e.g. sciseg -soft 1): lesions are voxels "
                         ">= T; adds soft_volume [mm3] (sum of probabilities). Without it -m must hold only 0 and 1")
-    p.add_argument("-xlsx", type=int, default=1, choices=(0, 1),
-                   help="1 (default): also write SCT's <mask>_analysis.xlsx (sheet measures and the -f sheets)")
+    p.add_argument("-xlsx", type=int, choices=(0, 1),
+                   help="1: also write SCT's <mask>_analysis.xlsx (sheet measures and the -f sheets); default: "
+                        "when openpyxl or xlsxwriter is installed (pip install \"sct_task_sciseg[xlsx]\")")
     p.add_argument("-ofolder", default=".", metavar="DIR", help="output folder (created; default: .)")
     p.add_argument("-perslice", type=int, default=0, choices=(0, 1),
                    help="as SCT 7.3: with -f, one row per axial slice instead of one per vertebral level (SCT's "
@@ -100,7 +101,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..io.atomic import check_writable
     from ..io.naming import strip_nifti_suffix
 
+    from ..analysis.writer import xlsx_writer
+
+    if args.xlsx is None:
+        args.xlsx = int(xlsx_writer() is not None)
     try:
+        if args.xlsx and xlsx_writer() is None:
+            raise SciSegError("-xlsx 1 needs openpyxl or xlsxwriter: pip install \"sct_task_sciseg[xlsx]\"")
         out = Path(args.ofolder).expanduser()
         base = out / Path(strip_nifti_suffix(Path(args.m).name)).name
         _refuse_overwrite(args, analysis_paths(base, _label_suffix(args.m), sheets=bool(args.f),
