@@ -17,7 +17,7 @@ from ..io.nifti import image_content
 from .table import SCT_COLUMNS, describe, json_value, to_csv
 
 ANALYSIS_NAME = "lesion morphometrics (definitions of SCT 7.3 sct_analyze_lesion)"
-SCHEMA = 1
+SCHEMA = 2  # 2: side, level and soft columns; 15-digit CSV floats
 ROI_SHEET = "ROI_occupied_by_lesion"
 
 
