@@ -44,14 +44,16 @@ def _save(img, path: Path) -> str:
 
 def mt1_lesions(folder: Path) -> Dict[str, str]:
     """Two lesion masks drawn on mt1's cord: ``central`` (slices 1-3, a block around the cord centre) and
-    ``two`` (a dorsal patch on slice 1 and a lateral one on slice 3)."""
+    ``two`` (a dorsal block on slices 1-3 and a ventrolateral patch on slice 4). The largest lesion is centred
+    on slice 2: SCT 7.3 reads slices centre ± 2 without bounds (IndexError above, wrapped indices below)."""
     seg = nib.load(MT / "mt1_seg.nii.gz")
     cord = np.asanyarray(seg.dataobj) > 0
     x, y, z = np.nonzero(cord)
     cx, cy = int(round(x.mean())), int(round(y.mean()))
     xs, ys, zs = np.meshgrid(*(np.arange(n) for n in cord.shape), indexing="ij")
     central = cord & (abs(xs - cx) <= 2) & (abs(ys - cy) <= 2) & (zs >= 1) & (zs <= 3)
-    two = cord & (((zs == 1) & (ys <= cy - 2)) | ((zs == 3) & (xs >= cx + 3)))
+    dorsal = cord & (zs >= 1) & (zs <= 3) & (ys <= cy - 1) & (abs(xs - cx) <= 3)
+    two = dorsal | (cord & (zs == 4) & (xs >= cx + 2) & (ys >= cy + 1))
     out = {}
     for name, m in (("central", central), ("two", two)):
         out[name] = _save(nib.Nifti1Image(m.astype(np.uint8), seg.affine, seg.header), folder / f"mt1_{name}.nii.gz")

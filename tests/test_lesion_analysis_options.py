@@ -44,11 +44,11 @@ def test_atlas_sheets_by_hand(tmp_path):
     cols, roi = a.sheets["ROI_occupied_by_lesion"]
     assert cols == ["row", "PAM50_00", "PAM50_01", "PAM50_30", "white matter", "gray matter"]
     by_row = {r["row"]: r for r in roi}
-    # tract volumes per level: tract 0: 16, tract 1: 8, tract 30: 4; whole image 32, 16, 8
-    assert by_row["3.0"]["PAM50_00"] == pytest.approx(12.5) and by_row["3.0"]["PAM50_01"] == 0
-    assert by_row["4.0"]["PAM50_00"] == pytest.approx(6.25) and by_row["4.0"]["PAM50_01"] == pytest.approx(6.25)
-    assert by_row["total % (all vert)"]["PAM50_00"] == pytest.approx(9.375)
-    assert by_row["total % (all vert)"]["white matter"] == pytest.approx(350 / 48)
+    # tract volumes per level: tract 0: 24, tract 1: 12, tract 30: 6; whole image 48, 24, 12
+    assert by_row["3.0"]["PAM50_00"] == pytest.approx(200 / 24) and by_row["3.0"]["PAM50_01"] == 0
+    assert by_row["4.0"]["PAM50_00"] == pytest.approx(100 / 24) and by_row["4.0"]["PAM50_01"] == pytest.approx(50 / 12)
+    assert by_row["total % (all vert)"]["PAM50_00"] == pytest.approx(6.25)
+    assert by_row["total % (all vert)"]["white matter"] == pytest.approx(350 / 72)
     assert by_row["total % (all vert)"]["gray matter"] == 0
     row = a.rows[0]
     # side from the cord centre (x = 3.5): three voxels at x = 4 (left), one at x = 3 (right)
@@ -56,18 +56,18 @@ def test_atlas_sheets_by_hand(tmp_path):
     # tracts named left: tract 0 (2 + 1) and 30 (0); right: tract 1 (0.5), of 3.5
     assert row["tracts_left [%]"] == pytest.approx(300 / 3.5) and row["tracts_right [%]"] == pytest.approx(50 / 3.5)
     assert (row["level_rostral"], row["level_caudal"], row["levels_spanned"]) == (3, 4, 2)
-    assert row["level_largest_damage"] == 3 and row["level_type"] == "vertebral"  # 2/16 on z = 1 and 2: first
+    assert row["level_largest_damage"] == 3 and row["level_type"] == "vertebral"  # 2/16 on z = 2 and 3: first
 
 
 def test_atlas_sheets_per_slice(tmp_path):
     a = _atlas_analysis(tmp_path, perslice=True)
     cols, dist = a.sheets["lesion#1_distribution"]
     assert cols[:2] == ["row", "vert_level"]
-    assert [(r["row"], r["vert_level"]) for r in dist] == [("0", 3), ("1", 3), ("2", 4), ("3", 4),
-                                                          ("total % (all slice)", None)]
-    assert dist[1]["PAM50_00"] == pytest.approx(200 / 3.5) and dist[0]["PAM50_00"] == 0
+    assert [(r["row"], r["vert_level"]) for r in dist] == [("0", 3), ("1", 3), ("2", 3), ("3", 4), ("4", 4),
+                                                          ("5", 4), ("total % (all slice)", 21.0)]  # SCT sums the levels too
+    assert dist[2]["PAM50_00"] == pytest.approx(200 / 3.5) and dist[1]["PAM50_00"] == 0
     roi = {r["row"]: r for r in a.sheets["ROI_occupied_by_lesion"][1]}
-    assert roi["1"]["PAM50_00"] == pytest.approx(25.0)  # 2 of the 8 on slice 1
+    assert roi["2"]["PAM50_00"] == pytest.approx(25.0)  # 2 of the 8 on slice 2
     assert roi["0"]["white matter"] is None and roi["total % (all slice)"]["vert_level"] == ""
 
 
@@ -204,7 +204,7 @@ def test_xlsx_has_sct_sheets_and_columns(tmp_path):
     assert list(dist["row"].astype(str)) == ["3.0", "4.0", "total % (all vert)"]
     assert dist.loc[0, "PAM50_00"] == pytest.approx(200 / 3.5)
     csv = pd.read_csv(paths["roi"])
-    assert csv.loc[2, "PAM50_00"] == pytest.approx(9.375) and csv["white matter"].dtype.kind == "f"
+    assert csv.loc[2, "PAM50_00"] == pytest.approx(6.25) and csv["white matter"].dtype.kind == "f"
 
 
 def test_qc_lesion_column_shows_level_and_side(tmp_path):

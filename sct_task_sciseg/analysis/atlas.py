@@ -177,6 +177,13 @@ def _volumes(lesion: np.ndarray, weights: np.ndarray, keep: tuple, voxel: Tuple[
     return np.sum(lesion[keep] * w) * px * py * pz, np.sum(w) * px * py * pz
 
 
+def _nansum(values) -> float:
+    """pandas' sum: NaN cells skipped, 0 when all are NaN (a lesion with no voxel on a labelled level has NaN
+    shares, and SCT's totals of them are 0)."""
+    kept = [float(v) for v in values if not np.isnan(v)]
+    return float(np.sum(kept)) if kept else 0.0
+
+
 def lesion_distribution(lesion: np.ndarray, template: Template, rows: Rows, voxel) -> List[Dict[str, object]]:
     """Sheet ``lesion#N_distribution`` of one lesion (full RPI boolean mask)."""
     has_level = lesion & (template.levels != 0)
@@ -196,13 +203,16 @@ def lesion_distribution(lesion: np.ndarray, template: Template, rows: Rows, voxe
         with np.errstate(invalid="ignore", divide="ignore"):
             pct = {t: float(np.float64(cells[r][t]) * 100.0 / np.float64(total)) for t in template.tracts}
         row.update({template.column(t): pct[t] for t in template.tracts})
-        row[TOTAL_TRACTS] = sum(pct[t] for t in template.tracts)
+        row[TOTAL_TRACTS] = _nansum(pct[t] for t in template.tracts)
         for name_c, ids in template.combined.items():
-            row[name_c] = sum(pct[t] for t in ids if t in pct)
+            row[name_c] = _nansum(pct[t] for t in ids if t in pct)
         out.append(row)
     numeric = [k for k in out[0] if k not in ("row", "vert_level")] if out else []
-    out.append({"row": rows.total, **({"vert_level": None} if rows.vert_level is not None else {}),
-                **{k: float(np.sum([r[k] for r in out])) for k in numeric}})
+    total: Dict[str, object] = {"row": rows.total}
+    if rows.vert_level is not None:  # SCT sums every numeric column, the levels too when none is N/A
+        levels = [r["vert_level"] for r in out]
+        total["vert_level"] = float(sum(levels)) if all(isinstance(v, int) for v in levels) else None
+    out.append({**total, **{k: _nansum(r[k] for r in out) for k in numeric}})
     return out
 
 

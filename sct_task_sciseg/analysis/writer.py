@@ -72,6 +72,10 @@ def distribution_table(analysis) -> Tuple[List[str], List[dict]]:
 def sct_sheets(analysis) -> Dict[str, Tuple[List[str], List[dict]]]:
     """SCT's spreadsheet: ``measures`` (SCT's columns only, SCT's order), then the ``-f`` sheets."""
     cols = [c for c in analysis.columns if c in SCT_COLUMNS or c.startswith(("mean_", "std_", "slice_"))]
+    if not any(r.get("label") for r in analysis.rows):  # no lesion: SCT's columns of its -nli-slice row only
+        first = cols.index("max_axial_damage_ratio []") + 1
+        cols = cols[:first] + [c for c in cols[first:] if c.startswith(("mean_", "std_"))
+                               or any(r.get(c) is not None for r in analysis.rows)]
     return {"measures": (cols, analysis.rows), **analysis.sheets}
 
 
