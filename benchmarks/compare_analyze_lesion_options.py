@@ -78,7 +78,8 @@ def build_cases(folder: Path) -> List[dict]:
              "args": ["-nli-slice", "2"]},
         ]
     ph = atlas_phantom(folder / "atlas" / "label")
-    lesion, cord = _save(ph["lesion"], folder / "atlas" / "lesion.nii.gz"), _save(ph["cord"], folder / "atlas" / "cord.nii.gz")
+    lesion = _save(ph["lesion"], folder / "atlas" / "lesion.nii.gz")
+    cord = _save(ph["cord"], folder / "atlas" / "cord.nii.gz")
     cases += [{"name": "synthetic atlas phantom", "option": "-f", "lesion": lesion, "cord": cord,
                "args": ["-f", str(ph["folder"])]},
               {"name": "synthetic atlas phantom", "option": "-f -perslice 1", "lesion": lesion, "cord": cord,
@@ -302,7 +303,8 @@ def main(argv=None) -> int:
     text = report(results, cost_row)
     old = args.out.read_text() if args.out.is_file() else ""
     head = old.split(MARKER)[0].rstrip("\n") + "\n\n" if old else ""
-    args.out.write_text(head + MARKER + "\n" + text.replace("# Lesion analysis options", "## Lesion analysis options", 1))
+    text = text.replace("# Lesion analysis options", "## Lesion analysis options", 1)
+    args.out.write_text(head + MARKER + "\n" + text)
     print(text)
     return 0
 

@@ -64,7 +64,8 @@ def test_atlas_sheets_per_slice(tmp_path):
     cols, dist = a.sheets["lesion#1_distribution"]
     assert cols[:2] == ["row", "vert_level"]
     assert [(r["row"], r["vert_level"]) for r in dist] == [("0", 3), ("1", 3), ("2", 3), ("3", 4), ("4", 4),
-                                                          ("5", 4), ("total % (all slice)", 21.0)]  # SCT sums the levels too
+                                                          ("5", 4), ("total % (all slice)", 21.0)]
+    # SCT's total row sums every numeric column, the levels too (3 + 3 + 3 + 4 + 4 + 4)
     assert dist[2]["PAM50_00"] == pytest.approx(200 / 3.5) and dist[1]["PAM50_00"] == 0
     roi = {r["row"]: r for r in a.sheets["ROI_occupied_by_lesion"][1]}
     assert roi["2"]["PAM50_00"] == pytest.approx(25.0)  # 2 of the 8 on slice 2

@@ -143,8 +143,7 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     a cord mask (0/1); masks holding anything else are refused (:mod:`.values`).
 
     Without a cord only volumes are measured (as SCT). ``image_img`` adds SCT's ``mean_<name>``/``std_<name>``
-    columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns.
-    All images share one grid.
+    columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns. All images share one grid.
     """
     opts = options or Options()
     for other, what in ((cord_img, "cord mask"), (image_img, "image"), (opts.levels_img, "labelled cord")):
@@ -167,17 +166,7 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     mid, angles, ctx, sums = None, Angles.flat(grid.rpi_shape[2]), None, None
     if cord is not None:
         sums = SliceSums.of(cord)
-        if nli_z is not None:
-            mid = at_slice(sums, nli_z)
-            if mid is None:
-                raise InputError(f"no spinal cord at the NLI slice {opts.nli_slice}: cannot place the "
-                                 "midsagittal slice")
-        elif crops:
-            mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
-        if crops or nli_z is not None:
-            angles = cord_angles(sums, zooms)
-        if crops:
-            ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
+        mid, angles, ctx = _cord_geometry(cord, sums, crops, box, zooms, nli_z, opts.nli_slice, angles)
     image = None
     if image_img is not None:
         check_finite(_data(image_img), "image")
@@ -185,16 +174,9 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
     anat = Anatomy.of(grid, opts, sums, None if prob is None else grid.to_rpi(prob), cord)
     details, rows = [], []
     for k, crop in enumerate(crops):
-        measures = {"volume [mm3]": volume(crop, zooms)}
-        bridges = Bridges()
-        if ctx is not None:
-            measures.update(sct_measures(crop, ctx))
-            bridges = measure_bridges(crop, ctx)
-        if image is not None:
-            measures[f"mean_{image_name}"], measures[f"std_{image_name}"] = image_stats(crop, image)
-        detail = LesionDetail(k + 1, crop, bridges, outside[k])
+        detail, row = _measure(k + 1, crop, ctx, image, image_name, outside[k], grid, mid, perslice)
         details.append(detail)
-        rows.append({**lesion_row(detail, measures, grid, mid, perslice), **anat.lesion_columns(crop)})
+        rows.append({**row, **anat.lesion_columns(crop)})
     per_slice = _per_slice_numbers(details, grid) if perslice else []
     names = table_columns(image_name if image is not None else "", per_slice)
     if not rows:
@@ -214,6 +196,36 @@ def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = 
         for row, detail in zip(rows, details):
             row.update(anat.tract_sides(out.sheets, detail.label))
     return out
+
+
+def _cord_geometry(cord, sums, crops, box, zooms, nli_z, nli_slice, angles):
+    """(midsagittal slice, cord angles, :class:`CordContext` or None): the midsagittal slice from the NLI slice
+    when given, else from the largest lesion."""
+    mid, ctx = None, None
+    if nli_z is not None:
+        mid = at_slice(sums, nli_z)
+        if mid is None:
+            raise InputError(f"no spinal cord at the NLI slice {nli_slice}: cannot place the midsagittal slice")
+    elif crops:
+        mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
+    if crops or nli_z is not None:
+        angles = cord_angles(sums, zooms)
+    if crops:
+        ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
+    return mid, angles, ctx
+
+
+def _measure(label, crop, ctx, image, image_name, outside, grid, mid, perslice):
+    """(:class:`LesionDetail`, SCT's and this package's row) of one lesion."""
+    measures = {"volume [mm3]": volume(crop, grid.rpi_zooms)}
+    bridges = Bridges()
+    if ctx is not None:
+        measures.update(sct_measures(crop, ctx))
+        bridges = measure_bridges(crop, ctx)
+    if image is not None:
+        measures[f"mean_{image_name}"], measures[f"std_{image_name}"] = image_stats(crop, image)
+    detail = LesionDetail(label, crop, bridges, outside)
+    return detail, lesion_row(detail, measures, grid, mid, perslice)
 
 
 def _per_slice_numbers(details: List[LesionDetail], grid: Grid) -> List[int]:

@@ -68,7 +68,8 @@ OWN_COLUMNS: Dict[str, str] = {
 PATTERN_COLUMNS: Dict[str, str] = {  # columns whose names depend on the inputs
     "mean_<image>": "with -i: mean of the image over the lesion's voxels where the image is not 0",
     "std_<image>": "with -i: population standard deviation of the same",
-    "slice_<n>_dorsal_bridge_width [mm]": "sciseg_analyze_lesion (as SCT 7.3; API: perslice=True): minimum dorsal bridge on sagittal slice n (input "
+    "slice_<n>_dorsal_bridge_width [mm]": "sciseg_analyze_lesion (as SCT 7.3; API: perslice=True): minimum "
+                                          "dorsal bridge on sagittal slice n (input "
                                           "index) over its axial slices",
     "slice_<n>_ventral_bridge_width [mm]": "the same, ventral",
     "slice_<n>_total_bridge_width [mm]": "the sum of the two",
