@@ -234,3 +234,27 @@ def test_xlsx_same_with_either_writer(tmp_path, monkeypatch):
     assert list(books["openpyxl"]) == list(books["xlsxwriter"])
     for name, frame in books["openpyxl"].items():
         pd.testing.assert_frame_equal(frame, books["xlsxwriter"][name])
+
+
+@pytest.mark.skipif(not (T2 / "t2_fake_lesion.nii.gz").is_file(), reason="shared test data missing")
+def test_the_models_own_soft_map_with_a_threshold(segmenter):
+    """This package's probability map (sciseg -soft 1) is refused as a mask and measured with -soft-threshold:
+    the thresholded rows are those of the mask soft >= T, plus the sum of probabilities."""
+    from sct_task_sciseg.pipeline import Segmenter
+
+    result = Segmenter.from_config(segmenter.config.with_(soft=True)).segment(T2 / "t2_fake_lesion.nii.gz")
+    soft, cord = result.soft["lesion"], result.masks["sc"]
+    with pytest.raises(InputError, match="a probability map\\? threshold it first"):
+        analyze_lesions(soft, cord)
+    p = np.asanyarray(soft.dataobj)
+    hard = nib.Nifti1Image((p >= 0.5).astype(np.uint8), soft.affine, soft.header)
+    a = analyze_lesions(soft, cord, options=Options(soft_threshold=0.5))
+    b = analyze_lesions(hard, cord)
+    assert a.lesion_count == b.lesion_count >= 1
+    for ra, rb in zip(a.rows, b.rows):
+        same = [k for k in b.columns if k != "soft_volume [mm3]"]
+        assert {k: ra.get(k) for k in same} == {k: rb.get(k) for k in same}
+    voxel = float(np.prod(soft.header.get_zooms()[:3]))
+    inside = np.asanyarray(cord.dataobj) > 0
+    assert a.summary["soft_volume [mm3]"] == pytest.approx(float(p[inside].astype(np.float64).sum()) * voxel)
+    assert sum(r["soft_volume [mm3]"] for r in a.rows) <= a.summary["soft_volume [mm3]"]
