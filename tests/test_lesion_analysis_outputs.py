@@ -138,6 +138,13 @@ def test_output_over_an_input_is_refused_before_writing(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "a_label.nii.gz" in r.stderr and "over this input" in r.stderr
     assert {p.name: sha(p) for p in tmp_path.iterdir()} == before
+    from sct_task_sciseg.analysis import analyze_lesion_files
+    from sct_task_sciseg.errors import OutputError
+
+    a = analyze_lesion_files(tmp_path / "a.nii.gz", tmp_path / "a_label.nii.gz")
+    with pytest.raises(OutputError, match="is the analysis's cord input"):
+        write_analysis(a, tmp_path / "a")
+    assert {p.name: sha(p) for p in tmp_path.iterdir()} == before
 
 
 @pytest.mark.parametrize("kind", ["probability", "label", "nan"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from .. import __version__
+from ..errors import OutputError
 from ..io.atomic import atomic_write_all
 from ..io.hashing import sha256_file
 from ..io.nifti import image_content
@@ -132,6 +133,10 @@ def write_analysis(analysis, out_base: Union[str, Path], provenance: Optional[di
     """Write the table, the lesion-id image, the ``-f`` sheets, the spreadsheet (``xlsx``) and the sidecar:
     all of them or none."""
     paths = analysis_paths(out_base, label_suffix, sheets=bool(analysis.sheets), xlsx=xlsx)
+    sources = {Path(v).resolve(): role for role, v in analysis.sources.items()}
+    for p in paths.values():
+        if p.resolve() in sources:
+            raise OutputError(f"{p}: is the analysis's {sources[p.resolve()]} input; it would be overwritten")
     files = [(paths["csv"], to_csv(analysis.rows, analysis.columns)),
              (paths["label"], image_content(analysis.label_img, paths["label"]))]
     if analysis.sheets:
