@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Lesion volume, length, width, damage ratio and midsagittal tissue "
                                             "bridges, as SCT 7.3's sct_analyze_lesion computes them.")
-    p.add_argument("-m", required=True, metavar="LESION", help="lesion mask (non-zero = lesion)")
-    p.add_argument("-s", metavar="CORD", help="spinal cord mask (non-zero = cord); lesion voxels outside it are "
+    p.add_argument("-m", required=True, metavar="LESION", help="lesion mask (0 and 1 only; a probability map with -soft-threshold)")
+    p.add_argument("-s", metavar="CORD", help="spinal cord mask (0 and 1 only); lesion voxels outside it are "
                    "reported and not analysed. Without it only volumes are computed (as SCT)")
     p.add_argument("-i", metavar="IMAGE", help="image: adds the mean and std of the image in each lesion")
     p.add_argument("-f", metavar="TEMPLATE_FOLDER",
