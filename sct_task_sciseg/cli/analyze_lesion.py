@@ -1,7 +1,9 @@
 """``sciseg_analyze_lesion``: lesion morphometrics of any lesion + cord masks, with sct_analyze_lesion's flags.
 
 Writes ``<ofolder>/<lesion>_analysis.csv`` (SCT 7.3's columns first, then this package's), the lesion-id image
-``<ofolder>/<lesion>_label.nii.gz`` and the sidecar ``<ofolder>/<lesion>_analysis.json``. Never imports torch.
+``<ofolder>/<lesion>_label.nii.gz``, with ``-f`` the atlas tables (``_lesion_distribution.csv``,
+``_ROI_occupied_by_lesion.csv``), SCT's ``<lesion>_analysis.xlsx`` and the sidecar ``<lesion>_analysis.json``,
+all or none. Never imports torch.
 """
 from __future__ import annotations
 
