@@ -34,6 +34,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        # sciseg_analyze_lesion's SCT-style .xlsx (SCT's own environment has xlsxwriter, also used)
+        "xlsx": ["openpyxl"],
         "standalone": [
             # 2.4.0/2.4.1 crash in predict_single_npy_array, 2.4.2 gives empty SCIseg cords (SCT #4556)
             "nnunetv2>=2.3.1,!=2.4.0,!=2.4.1,!=2.4.2,<=2.8.1",  # upper bound: the newest tested

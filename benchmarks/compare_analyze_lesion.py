@@ -272,7 +272,9 @@ def main(argv=None) -> int:
         cost = [] if args.no_segmentation else segmentation_cost(Path(tmp))
     text = report(cases, sct, mine, cost)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    marker = "<!-- options: benchmarks/compare_analyze_lesion_options.py -->"  # that script's part is kept
+    old = args.out.read_text() if args.out.is_file() else ""
+    args.out.write_text(text + ("\n" + marker + old.split(marker, 1)[1] if marker in old else ""))
     print(text)
     return 0
 

@@ -2,7 +2,7 @@
 
 Runs inside SCT's Python (``/work/sct-envs/7.3/bin/python benchmarks/sct_analyze_lesion_driver.py CASES.json [N]``,
 N cases at a time),
-where CASES.json is ``[{"name", "lesion", "cord", "out"}, ...]``. Each case runs as SCT's console script does
+where CASES.json is ``[{"name", "lesion", "cord", "out", "args"?}, ...]`` (``args``: more options, e.g. ``-f``). Each case runs as SCT's console script does
 (``python -m spinalcordtoolbox.scripts.sct_analyze_lesion -m … -s … -ofolder …``, one process per case, timed),
 then the pickle SCT writes beside its .xlsx is read back. A crash is reported with its last line of stderr.
 Nothing of SCT is copied here: this only calls it.
@@ -20,7 +20,7 @@ import time
 def run(case):
     os.makedirs(case["out"], exist_ok=True)
     cmd = [sys.executable, "-m", "spinalcordtoolbox.scripts.sct_analyze_lesion", "-m", case["lesion"],
-           "-s", case["cord"], "-ofolder", case["out"], "-v", "0"]
+           "-s", case["cord"], "-ofolder", case["out"], "-v", "0", *case.get("args", [])]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=case["out"])
     seconds = time.perf_counter() - t0
@@ -32,11 +32,14 @@ def run(case):
     stem = os.path.basename(case["lesion"]).replace(".nii.gz", "").replace(".nii", "")
     with open(os.path.join(case["out"], stem + "_analysis.pkl"), "rb") as fh:
         sheets = pickle.load(fh)
-    rows = []
-    for rec in sheets["measures"].to_dict(orient="records"):
-        rows.append({k: (None if isinstance(v, float) and math.isnan(v) else
-                         (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()})
-    return {"name": case["name"], "seconds": seconds, "rows": rows}
+    def records(frame):
+        return [{str(k): (None if isinstance(v, float) and math.isnan(v) else
+                          (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()}
+                for rec in frame.to_dict(orient="records")]
+
+    return {"name": case["name"], "seconds": seconds, "rows": records(sheets["measures"]),
+            "sheets": {name: records(frame) for name, frame in sheets.items() if name != "measures"},
+            "columns": {name: [str(c) for c in frame.columns] for name, frame in sheets.items()}}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -23,7 +25,16 @@ from sct_task_sciseg.tasks import SCISEG
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "sct_testing_data" / "t2"
-SCT_PYTHON = Path("/work/sct-envs/7.3/bin/python")
+SCT_PYTHON = Path(os.environ.get("SCISEG_SCT_PYTHON", "/work/sct-envs/7.3/bin/python"))
+
+
+def _sct_ready() -> bool:
+    """An SCT 7.3 python that imports sct_analyze_lesion (an environment still being built does not)."""
+    if not SCT_PYTHON.is_file():
+        return False
+    probe = subprocess.run([str(SCT_PYTHON), "-c", "import spinalcordtoolbox.scripts.sct_analyze_lesion"],
+                           capture_output=True, timeout=300)
+    return probe.returncode == 0
 
 
 def _ellipse_perimeter(a: float, b: float) -> float:
@@ -250,7 +261,7 @@ def _benchmark_module():
     return mod
 
 
-@pytest.mark.skipif(not SCT_PYTHON.is_file() or not DATA.is_dir(), reason="SCT 7.3 environment not built")
+@pytest.mark.skipif(not DATA.is_dir() or not _sct_ready(), reason="SCT 7.3 environment not built")
 def test_parity_with_sct_7_3(tmp_path):
     """SCT's own sct_analyze_lesion on the same masks: every SCT cell within the issue's criteria (volume exact;
     lengths, widths, bridges within max(0.1 mm, 2 %); damage ratio 0.01; midsagittal slice 0.05), and the same

@@ -20,14 +20,15 @@ from ..errors import InputError
 from ..io.components import LESION_CONNECTIVITY, label_components
 from .bridges import Bridges, measure_bridges
 from .centerline import Angles, SliceSums, cord_angles
-from .grid import Grid
 from .measures import CordContext, Lesion, image_stats, sct_measures, volume
-from .midsagittal import Midsagittal, choose
-from .rows import lesion_row, summary_of, zero_row
+from .anatomy import Anatomy
+from .grid import Grid, same_grid
+from .midsagittal import Midsagittal, at_slice, choose
+from .rows import lesion_row, nli_row, summary_of, zero_row
 from .table import columns as table_columns
+from .values import check_binary, check_finite, check_probability
 
 SCT_CONNECTIVITY = LESION_CONNECTIVITY  # 18-neighbourhood, as SCT 7.3 labels lesions
-AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass
@@ -55,19 +56,11 @@ class LesionAnalysis:
     midsagittal: Optional[Midsagittal] = None
     parameters: Dict[str, object] = field(default_factory=dict)
     sources: Dict[str, str] = field(default_factory=dict)
+    sheets: Dict[str, tuple] = field(default_factory=dict)  # -f: SCT's sheet name → (columns, rows)
 
     @property
     def lesion_count(self) -> int:
         return int(self.summary["lesion_count"])
-
-
-def _same_grid(ref: nib.spatialimages.SpatialImage, other: nib.spatialimages.SpatialImage, what: str) -> None:
-    if tuple(other.shape[:3]) != tuple(ref.shape[:3]):
-        raise InputError(f"{what}: grid {tuple(other.shape[:3])} differs from the lesion mask's "
-                         f"{tuple(ref.shape[:3])}; the masks must share one voxel grid")
-    if not np.allclose(other.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
-        raise InputError(f"{what}: voxel-to-world affine differs from the lesion mask's; the masks must share "
-                         "one voxel grid (resample one onto the other)")
 
 
 def _data(img) -> np.ndarray:
@@ -103,53 +96,136 @@ def _relabel(lesion: np.ndarray, cord: Optional[np.ndarray], connectivity: int):
     return lookup[inside], box, outside, n - len(kept), int(n_all[1:].sum() - n_in[1:].sum())
 
 
+@dataclass(frozen=True)
+class Options:
+    """What SCT 7.3's ``sct_analyze_lesion`` options and this package's additions ask for (all optional).
+
+    ``nli_slice``: SCT's ``-nli-slice`` (input index along the S-I axis); ``template``: a loaded ``-f`` folder
+    (:func:`.atlas.load_template`); ``levels_img``: a labelled cord (``-levels``) whose levels the rows get;
+    ``level_type``: ``vertebral``/``spinal`` (default: from the file name); ``soft_threshold``: the lesion input
+    is a probability map, thresholded at ``>= T``; ``atlas_per_slice``: SCT's ``-perslice 1`` for the sheets."""
+
+    nli_slice: Optional[int] = None
+    template: object = None
+    levels_img: object = None
+    level_type: Optional[str] = None
+    soft_threshold: Optional[float] = None
+    atlas_per_slice: bool = False  # SCT's -perslice: -f sheets per axial slice instead of per level
+
+
+def _lesion_input(lesion_img, opts: Options):
+    """(binary lesion mask, probability map or None) on the input grid, after the value checks."""
+    data = _data(lesion_img)
+    if opts.soft_threshold is None:
+        check_binary(data, "lesion mask")
+        return data != 0, None
+    if not 0 < opts.soft_threshold <= 1:
+        raise InputError(f"-soft-threshold {opts.soft_threshold:g}: must be in (0, 1]")
+    check_probability(data, "lesion probability map")
+    prob = np.asarray(data, dtype=np.float64)
+    return prob >= opts.soft_threshold, prob
+
+
+def _nli_z(grid: Grid, nli_slice: int, has_cord: bool) -> int:
+    axis, _ = grid.input_axis(2)
+    if not has_cord:
+        raise InputError("-nli-slice needs the cord mask (-s): the A-P diameter is measured on it")
+    if not 0 <= nli_slice < grid.shape[axis]:
+        raise InputError(f"-nli-slice {nli_slice} is out of range for the S-I dimension of the input "
+                         f"(0 to {grid.shape[axis] - 1})")
+    return int(grid.input_index(2, nli_slice))
+
+
 def analyze_lesions(lesion_img, cord_img=None, image_img=None, perslice: bool = False, *,
-                    connectivity: int = SCT_CONNECTIVITY, image_name: str = "image") -> LesionAnalysis:
-    """Measure every lesion of a lesion mask (non-zero = lesion) against a cord mask (non-zero = cord).
+                    connectivity: int = SCT_CONNECTIVITY, image_name: str = "image",
+                    options: Optional[Options] = None) -> LesionAnalysis:
+    """Measure every lesion of a lesion mask (0/1, or a probability map with ``options.soft_threshold``) against
+    a cord mask (0/1); masks holding anything else are refused (:mod:`.values`).
 
     Without a cord only volumes are measured (as SCT). ``image_img`` adds SCT's ``mean_<name>``/``std_<name>``
     columns; ``perslice`` adds SCT's per-sagittal-slice bridge columns. All images share one grid.
     """
-    for other, what in ((cord_img, "cord mask"), (image_img, "image")):
+    opts = options or Options()
+    for other, what in ((cord_img, "cord mask"), (image_img, "image"), (opts.levels_img, "labelled cord")):
         if other is not None:
-            _same_grid(lesion_img, other, what)
+            same_grid(lesion_img, other, what)
     grid = Grid.of(lesion_img.shape, lesion_img.affine, lesion_img.header.get_zooms())
     zooms = grid.rpi_zooms
-    lesion = grid.to_rpi(_data(lesion_img) != 0)
-    cord = grid.to_rpi(_data(cord_img) != 0) if cord_img is not None else None
+    binary, prob = _lesion_input(lesion_img, opts)
+    lesion = grid.to_rpi(binary)
+    cord = None
+    if cord_img is not None:
+        check_binary(_data(cord_img), "cord mask")
+        cord = grid.to_rpi(_data(cord_img) != 0)
+    nli_z = _nli_z(grid, opts.nli_slice, cord is not None) if opts.nli_slice is not None else None
     ids, box, outside, gone, n_outside = _relabel(lesion, cord, connectivity)
     crops = []
     for k, b in enumerate(ndimage.find_objects(ids) if ids.size else []):
         origin = tuple(s.start + o.start for s, o in zip(b, box))
         crops.append(Lesion(ids[b] == k + 1, origin, lesion.shape))
-    mid, angles, ctx = None, Angles.flat(grid.rpi_shape[2]), None
-    if cord is not None and crops:
+    mid, angles, ctx, sums = None, Angles.flat(grid.rpi_shape[2]), None, None
+    if cord is not None:
         sums = SliceSums.of(cord)
-        mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
-        angles = cord_angles(sums, zooms)
-        ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
-    image = grid.to_rpi(_data(image_img)) if image_img is not None else None
+        mid, angles, ctx = _cord_geometry(cord, sums, crops, box, zooms, nli_z, opts.nli_slice, angles)
+    image = None
+    if image_img is not None:
+        check_finite(_data(image_img), "image")
+        image = grid.to_rpi(_data(image_img))
+    anat = Anatomy.of(grid, opts, sums, None if prob is None else grid.to_rpi(prob), cord)
     details, rows = [], []
     for k, crop in enumerate(crops):
-        measures = {"volume [mm3]": volume(crop, zooms)}
-        bridges = Bridges()
-        if ctx is not None:
-            measures.update(sct_measures(crop, ctx))
-            bridges = measure_bridges(crop, ctx)
-        if image is not None:
-            measures[f"mean_{image_name}"], measures[f"std_{image_name}"] = image_stats(crop, image)
-        detail = LesionDetail(k + 1, crop, bridges, outside[k])
+        detail, row = _measure(k + 1, crop, ctx, image, image_name, outside[k], grid, mid, perslice)
         details.append(detail)
-        rows.append(lesion_row(detail, measures, grid, mid, perslice))
+        rows.append({**row, **anat.lesion_columns(crop)})
     per_slice = _per_slice_numbers(details, grid) if perslice else []
     names = table_columns(image_name if image is not None else "", per_slice)
     if not rows:
-        rows = [zero_row(n_outside, gone, zooms, cord is not None)]
+        nli = nli_row(cord, mid, nli_z, angles, grid) if nli_z is not None else {}
+        rows = [{**zero_row(n_outside, gone, zooms, cord is not None), **nli}]
     summary = summary_of(rows if crops else [], grid, mid, n_outside, gone, zooms)
+    summary.update(anat.summary(lesion if cord is None else lesion & cord, opts))
     label_img = _label_image(ids, box, grid, lesion_img)
     params = {"connectivity": connectivity, "perslice": bool(perslice), "cord": cord_img is not None,
-              "image": image_name if image is not None else None}
-    return LesionAnalysis(rows, names, summary, label_img, grid, details, cord, mid, params)
+              "image": image_name if image is not None else None, "nli_slice": opts.nli_slice,
+              "soft_threshold": opts.soft_threshold, "levels": anat.level_type,
+              "template": getattr(opts.template, "folder", None),
+              "atlas_per_slice": opts.atlas_per_slice}
+    out = LesionAnalysis(rows, names, summary, label_img, grid, details, cord, mid, params)
+    if opts.template is not None:
+        out.sheets = anat.sheets(details, opts.atlas_per_slice)
+        for row, detail in zip(rows, details):
+            row.update(anat.tract_sides(out.sheets, detail.label))
+    return out
+
+
+def _cord_geometry(cord, sums, crops, box, zooms, nli_z, nli_slice, angles):
+    """(midsagittal slice, cord angles, :class:`CordContext` or None): the midsagittal slice from the NLI slice
+    when given, else from the largest lesion."""
+    mid, ctx = None, None
+    if nli_z is not None:
+        mid = at_slice(sums, nli_z)
+        if mid is None:
+            raise InputError(f"no spinal cord at the NLI slice {nli_slice}: cannot place the midsagittal slice")
+    elif crops:
+        mid = choose(crops[int(np.argmax([volume(c, zooms) for c in crops]))], sums)
+    if crops or nli_z is not None:
+        angles = cord_angles(sums, zooms)
+    if crops:
+        ctx = CordContext.of(cord, zooms, angles, mid, sums.count, box)
+    return mid, angles, ctx
+
+
+def _measure(label, crop, ctx, image, image_name, outside, grid, mid, perslice):
+    """(:class:`LesionDetail`, SCT's and this package's row) of one lesion."""
+    measures = {"volume [mm3]": volume(crop, grid.rpi_zooms)}
+    bridges = Bridges()
+    if ctx is not None:
+        measures.update(sct_measures(crop, ctx))
+        bridges = measure_bridges(crop, ctx)
+    if image is not None:
+        measures[f"mean_{image_name}"], measures[f"std_{image_name}"] = image_stats(crop, image)
+    detail = LesionDetail(label, crop, bridges, outside)
+    return detail, lesion_row(detail, measures, grid, mid, perslice)
 
 
 def _per_slice_numbers(details: List[LesionDetail], grid: Grid) -> List[int]:
@@ -181,13 +257,14 @@ def _label_image(ids: np.ndarray, box, grid: Grid, reference) -> nib.Nifti1Image
 
 
 def analyze_masks(masks: Mapping[str, object], scheme, image_img=None, perslice: bool = False, *,
-                  connectivity: int = SCT_CONNECTIVITY, image_name: str = "image") -> LesionAnalysis:
+                  connectivity: int = SCT_CONNECTIVITY, image_name: str = "image",
+                  options: Optional[Options] = None) -> LesionAnalysis:
     """Analyse a segmentation given as one mask per task output; the task's label scheme says which is the
     lesion (``finding``) and which the cord (``parent``)."""
     if not scheme.finding:
         raise InputError("this task has no finding (lesion) output to analyse")
     return analyze_lesions(masks[scheme.finding], masks[scheme.parent], image_img, perslice,
-                           connectivity=connectivity, image_name=image_name)
+                           connectivity=connectivity, image_name=image_name, options=options)
 
 
 def analyze_label_map(label_img, scheme, image_img=None, perslice: bool = False, *,

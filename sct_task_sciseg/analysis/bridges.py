@@ -117,6 +117,19 @@ def _interpolated(out: Bridges, dorsal, ventral, lesion_ext, z_on, lesion: Lesio
             out.drawing[name] = Segment(int(zl[0] + z0), float(y_lesion) + 0.5, y_cord + 0.5, mm)
 
 
+def blended_diameter(n1: int, n2: int, mid, py: float, angle: float) -> float:
+    """SCT's cord A-P diameter: cord voxels along A-P on the two midsagittal slices, blended, × A-P voxel size ×
+    cos(sagittal angle)."""
+    return float(float(mid.blend(n1, n2)) * py * np.cos(angle))
+
+
+def diameter_at(cord: np.ndarray, mid, z: int, py: float, angle: float) -> Optional[float]:
+    """The cord A-P diameter on RPI axial slice ``z`` (``-nli-slice`` without lesion); None unless both
+    midsagittal slices hold cord there."""
+    n1, n2 = (int(np.count_nonzero(cord[s, :, z])) for s in mid.slices)
+    return blended_diameter(n1, n2, mid, py, angle) if n1 and n2 else None
+
+
 def _from_cord_diameter(out: Bridges, lesion: Lesion, ctx: CordContext) -> None:
     mid, py = ctx.mid, ctx.zooms[1]
     s1, s2 = mid.slices
@@ -124,7 +137,7 @@ def _from_cord_diameter(out: Bridges, lesion: Lesion, ctx: CordContext) -> None:
     for z in lesion.z_slices:
         n1, n2 = ctx.at(ctx.count, s1, z), ctx.at(ctx.count, s2, z)
         if n1 and n2:
-            diameters[int(z)] = float(mid.blend(n1, n2)) * py * np.cos(ctx.angles.sagittal[z])
+            diameters[int(z)] = blended_diameter(n1, n2, mid, py, ctx.angles.sagittal[z])
     if not diameters:
         return
     z_min = min(diameters, key=diameters.get)

@@ -88,3 +88,18 @@ class Grid:
         affine = self.reorientation.reoriented_affine()
         x = affine @ np.append(np.asarray(rpi_point, dtype=float), 1.0)
         return float(x[0]), float(x[1]), float(x[2])
+
+
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+def same_grid(ref, other, what: str) -> None:
+    """Refuse ``other`` (a nibabel image) unless it has ``ref``'s shape and affine (within 1 µm)."""
+    from ..errors import InputError
+
+    if tuple(other.shape[:3]) != tuple(ref.shape[:3]):
+        raise InputError(f"{what}: grid {tuple(other.shape[:3])} differs from the lesion mask's "
+                         f"{tuple(ref.shape[:3])}; the masks must share one voxel grid")
+    if not np.allclose(other.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
+        raise InputError(f"{what}: voxel-to-world affine differs from the lesion mask's; the masks must share "
+                         "one voxel grid (resample one onto the other)")

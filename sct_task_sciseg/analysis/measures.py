@@ -137,4 +137,8 @@ def image_stats(lesion: Lesion, image: np.ndarray) -> Tuple[float, float]:
     values = values[values != 0]
     if values.size == 0:
         return np.nan, np.nan
-    return float(np.mean(values)), float(np.std(values))
+    mean, std = float(np.mean(values)), float(np.std(values))
+    if not (np.isfinite(mean) and np.isfinite(std)):  # float32 sums overflow (values near 3e38): use float64
+        values = values.astype(np.float64)
+        mean, std = float(np.mean(values)), float(np.std(values))
+    return mean, std

@@ -62,3 +62,11 @@ def choose(largest, cord_sums) -> Optional[Midsagittal]:
         return None
     x = float(np.mean(xs))
     return Midsagittal(x, (int(np.floor(x)), int(np.ceil(x))))
+
+
+def at_slice(cord_sums, z: int) -> Optional[Midsagittal]:
+    """SCT 7.3's ``-nli-slice``: the cord's R-L centre of mass on RPI axial slice ``z`` (None without cord)."""
+    if not cord_sums.count[z]:
+        return None
+    x = float(cord_sums.mean_x(z))
+    return Midsagittal(x, (int(np.floor(x)), int(np.ceil(x))))

@@ -113,3 +113,52 @@ def standard(zooms: Sequence[float] = (0.5, 0.5, 1.0), tilt_deg: float = 0.0) ->
     centre = (10.0, 14.13 - z_mid * np.tan(t))  # the axis crosses (10, 14.13) mm at z_mid
     ly = centre[1] + z_mid * np.tan(t) - 0.5 / np.cos(t)
     return Phantom(shape, tuple(zooms), 4.0, centre, tilt_deg, [Ellipsoid((centre[0], ly, z_mid), (1.5, 2.0, 6.0))])
+
+
+ATLAS_INFO = """# Keyword=IndivLabels (Please DO NOT change this line)
+# ID, name, file
+0, WM left tract, PAM50_atlas_00.nii.gz
+1, WM right tract, PAM50_atlas_01.nii.gz
+30, GM left dorsal horn, PAM50_atlas_30.nii.gz
+36, CSF contour, PAM50_atlas_36.nii.gz
+
+# Keyword=CombinedLabels (Please DO NOT change this line)
+# ID, name, file
+50, spinal cord, 0:1,30
+51, white matter, 0:1
+52, gray matter, 30
+"""
+
+
+def atlas_phantom(folder) -> Dict[str, object]:
+    """A template folder as ``sct_warp_template`` lays it out, on an 8 × 8 × 6 RPI grid of 1 mm voxels, whose
+    ``sct_analyze_lesion -f`` numbers are computed by hand in the tests: a 4 × 4 cord (x, y = 2..5), tract 0
+    ("left", weight 1) on x = 4..5, tract 1 ("right", 0.5) on x = 2..3, tract 30 (GM, 0.25) on y = 4..5,
+    tract 36 (CSF, ignored), levels 3 on z = 0..2 and 4 on z = 3..5 (float64, as the PAM50 file). Returns the
+    images: ``lesion`` (4 voxels: (4,2,2), (4,3,2), (4,3,3), (3,3,3); its centre, slice 2, keeps SCT 7.3's
+    ±2-slice midsagittal window inside the image) and ``cord``, and the folder."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    (folder / "atlas").mkdir(parents=True, exist_ok=True)
+    (folder / "template").mkdir(parents=True, exist_ok=True)
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    shape = (8, 8, 6)
+    cord = np.zeros(shape, np.uint8)
+    cord[2:6, 2:6, :] = 1
+    tracts = {t: np.zeros(shape) for t in (0, 1, 30, 36)}
+    tracts[0][4:6, 2:6, :] = 1.0
+    tracts[1][2:4, 2:6, :] = 0.5
+    tracts[30][2:6, 4:6, :] = 0.25
+    tracts[36][1, 1, :] = 1.0
+    levels = np.zeros(shape)
+    levels[2:6, 2:6, 0:3] = 3.0
+    levels[2:6, 2:6, 3:6] = 4.0
+    for t, data in tracts.items():
+        nib.save(nib.Nifti1Image(data, affine), folder / "atlas" / f"PAM50_atlas_{t:02}.nii.gz")
+    (folder / "atlas" / "info_label.txt").write_text(ATLAS_INFO)
+    nib.save(nib.Nifti1Image(levels, affine), folder / "template" / "PAM50_levels.nii.gz")
+    lesion = np.zeros(shape, np.uint8)
+    for v in ((4, 2, 2), (4, 3, 2), (4, 3, 3), (3, 3, 3)):
+        lesion[v] = 1
+    return {"lesion": to_image(lesion, affine), "cord": to_image(cord, affine), "folder": folder}

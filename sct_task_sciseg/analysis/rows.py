@@ -6,6 +6,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
+from .bridges import diameter_at
 from .grid import Grid
 from .midsagittal import Midsagittal
 from .table import PER_SLICE_KINDS, per_slice_column
@@ -79,6 +81,19 @@ def zero_row(voxels_outside: int, components_outside: int, zooms, has_cord: bool
     return {"label": 0, "volume [mm3]": 0.0, "length [mm]": 0.0 if has_cord else None, "voxels": 0,
             "bridges_from": "none", "voxels_outside_cord": voxels_outside,
             "volume_outside_cord [mm3]": voxels_outside * zooms[0] * zooms[1] * zooms[2], "note": note}
+
+
+def nli_row(cord: np.ndarray, mid: Midsagittal, z: int, angles, grid: Grid) -> Dict[str, object]:
+    """SCT 7.3's row of ``-nli-slice`` without lesion: the cord A-P diameter at the NLI slice as the total
+    bridge, half of it dorsal and half ventral (no ratios)."""
+    d = diameter_at(cord, mid, z, grid.rpi_zooms[1], angles.sagittal[z])
+    if d is None:
+        raise InputError(f"could not compute the cord A-P diameter at the NLI slice {int(grid.input_index(2, z))}: "
+                         "the cord mask does not cover both midsagittal slices there")
+    return {"interpolated_midsagittal_slice": float(grid.input_index(0, mid.x)),
+            "interpolated_dorsal_bridge_width [mm]": d / 2, "interpolated_ventral_bridge_width [mm]": d / 2,
+            "interpolated_total_bridge_width [mm]": d, "bridges_from": "nli_cord_ap_diameter",
+            "note": "no lesion: bridges are the cord A-P diameter at the NLI slice (as SCT)"}
 
 
 def _max(rows, key):

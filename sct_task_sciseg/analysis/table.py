@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 from typing import Dict, Iterable, List, Mapping, Sequence
+
+import numpy as np
 
 SCT_COLUMNS: Dict[str, str] = {
     "label": "lesion id, as in the <mask>_label.nii.gz image (0: the row of a scan without lesion)",
@@ -35,17 +38,87 @@ OWN_COLUMNS: Dict[str, str] = {
     "dorsal_bridge_axial_slice": "axial slice of the minimum dorsal bridge",
     "ventral_bridge_axial_slice": "axial slice of the minimum ventral bridge",
     "bridges_from": "midsagittal (measured on the interpolated midsagittal slice), cord_ap_diameter (lesion "
-                    "off the midsagittal slices: SCT's fallback, half the cord's A-P diameter each) or none",
+                    "off the midsagittal slices: SCT's fallback, half the cord's A-P diameter each), "
+                    "nli_cord_ap_diameter (no lesion, -nli-slice: the same at the NLI slice) or none",
     "voxels": "lesion voxels analysed (inside the cord)",
     "voxels_outside_cord": "voxels of this connected component outside the cord mask (not analysed)",
     "volume_outside_cord [mm3]": "their volume",
     "touches_image_edge": "1 when the lesion touches a face of the image (it may continue outside)",
     "centroid_x [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
-    "centroid_y [mm]": "",
-    "centroid_z [mm]": "",
+    "centroid_y [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
+    "centroid_z [mm]": "lesion centre of mass, world coordinates (RAS+, scanner mm)",
+    "right_share [%]": "share of the lesion's voxels right of the cord's centre (mean R-L index of the cord on "
+                       "each axial slice; a voxel on the centre counts half); needs the cord mask",
+    "left_share [%]": "share of the lesion's voxels left of the cord's centre (as right_share)",
+    "level_type": "vertebral or spinal: what the level columns count (-levels file name, -level-type, or "
+                  "vertebral for the -f template's PAM50_levels)",
+    "level_rostral": "most rostral (smallest) level of the lesion's axial slices (each slice: its most common "
+                     "non-zero level in the labelled cord, SCT's vert_level)",
+    "level_caudal": "most caudal (largest) level of the lesion's axial slices",
+    "levels_spanned": "level_caudal - level_rostral + 1",
+    "level_largest_damage": "level of the axial slice with the largest lesion / cord area (lesion area without a "
+                            "cord)",
+    "tracts_left [%]": "with -f: share of the lesion's atlas-weighted volume in tracts named left",
+    "tracts_right [%]": "with -f: share of the lesion's atlas-weighted volume in tracts named right",
+    "soft_volume [mm3]": "with -soft-threshold: sum of the probabilities over the lesion's voxels × voxel volume",
     "note": "what happened to this lesion beyond SCT's definitions, in words",
 }
-OWN_COLUMNS["centroid_y [mm]"] = OWN_COLUMNS["centroid_z [mm]"] = OWN_COLUMNS["centroid_x [mm]"]
+
+
+PATTERN_COLUMNS: Dict[str, str] = {  # columns whose names depend on the inputs
+    "mean_<image>": "with -i: mean of the image over the lesion's voxels where the image is not 0",
+    "std_<image>": "with -i: population standard deviation of the same",
+    "slice_<n>_dorsal_bridge_width [mm]": "sciseg_analyze_lesion (as SCT 7.3; API: perslice=True): minimum "
+                                          "dorsal bridge on sagittal slice n (input "
+                                          "index) over its axial slices",
+    "slice_<n>_ventral_bridge_width [mm]": "the same, ventral",
+    "slice_<n>_total_bridge_width [mm]": "the sum of the two",
+}
+SHEET_COLUMNS: Dict[str, str] = {  # -f: <base>_lesion_distribution.csv and <base>_ROI_occupied_by_lesion.csv
+    "lesion": "lesion id (distribution table: SCT's sheet lesion#<id>_distribution)",
+    "row": "vertebral level as SCT prints it (e.g. 4.0), the axial slice (RPI index, -perslice 1), or the total "
+           "row total % (all vert|slice)",
+    "vert_level": "-perslice 1: the slice's most common level (N/A: none)",
+    "PAM50_<NN> [%]": "distribution: share of the lesion's atlas-weighted volume in tract NN at this row; ROI: "
+                      "share of tract NN's volume at this row that the lesions occupy (SCT 7.3's arithmetic)",
+    "total % (all tracts) [%]": "distribution: the row's sum over tracts",
+    "<combined label> [%]": "white matter, gray matter, dorsal columns, ... (atlas info_label.txt): "
+                            "distribution: sum of its tracts' cells; ROI: Σ lesion volume / Σ tract volume × 100",
+}
+COHORT_COLUMNS: Dict[str, str] = {  # lesion_analysis_cohort.csv, before the lesion columns
+    "participant": "BIDS participant (sub-...) of the scan, empty outside BIDS",
+    "session": "BIDS session (ses-...), empty without one",
+    "file": "the input image's file name",
+    "row": "lesion (one per lesion) or scan (the scan's totals: volume, length, largest width and damage ratio, "
+           "voxels outside the cord, most rostral and caudal level, soft volume)",
+    "lesion_count": "scan rows: number of lesions analysed",
+}
+UNITS = {"participant": "text", "session": "text", "file": "text", "lesion_count": "lesions",
+         "label": "id", "interpolated_midsagittal_slice": "slice index", "total_bridge_axial_slice": "slice index",
+         "dorsal_bridge_axial_slice": "slice index", "ventral_bridge_axial_slice": "slice index",
+         "bridges_from": "text", "voxels": "voxels", "voxels_outside_cord": "voxels", "touches_image_edge": "0/1",
+         "note": "text", "level_type": "text", "level_rostral": "level", "level_caudal": "level",
+         "levels_spanned": "levels", "level_largest_damage": "level", "mean_<image>": "image units",
+         "std_<image>": "image units", "lesion": "id", "row": "text", "vert_level": "level"}
+
+
+def unit(name: str) -> str:
+    """A column's unit: the bracket of its name (``[mm3]`` → mm³, ``[]`` → ratio), else :data:`UNITS`."""
+    if name.endswith("]"):
+        u = name[name.rindex("[") + 1:-1]
+        return {"mm3": "mm³", "": "ratio", "%": "%"}.get(u, u)
+    return UNITS.get(name, "")
+
+
+def markdown() -> str:
+    """The README's table of every column: name, unit, definition (generated from this module)."""
+    lines = ["| column | unit | definition |", "|---|---|---|"]
+    groups = (("SCT", SCT_COLUMNS), ("SCT, by input", PATTERN_COLUMNS), ("this package", OWN_COLUMNS),
+              ("cohort table", COHORT_COLUMNS), ("-f tables", SHEET_COLUMNS))
+    for group, table in groups:
+        for name, text in table.items():
+            lines.append(f"| `{name}` | {unit(name)} | {text.replace('|', '/')} ({group}) |")
+    return "\n".join(lines) + "\n"
 
 
 def per_slice_column(slice_number: int, kind: str) -> str:
@@ -76,15 +149,32 @@ def describe(names: Iterable[str]) -> Dict[str, str]:
     return out
 
 
+FLOAT_DIGITS = 15  # significant digits of a float cell: drops binary noise (76.80010560000001 → 76.8001056)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet evaluates text cells starting with these
+
+
+def number(value: float) -> str:
+    """A float as the shortest text that reads back as the value rounded to :data:`FLOAT_DIGITS` significant
+    digits (relative change ≤ 5e-15: SCT agreement checked to 1e-12 still holds on the CSV)."""
+    return repr(float(format(value, f".{FLOAT_DIGITS}g")))
+
+
 def cell(value) -> str:
-    """One CSV cell: integers as integers, floats with full precision, NaN/None empty."""
+    """One CSV cell: integers as integers, floats to 15 significant digits, NaN/None empty, numpy scalars as
+    plain numbers, text that a spreadsheet would execute behind a leading apostrophe."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return str(int(value))
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        if math.isnan(x):
+            return ""
+        return number(x) if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def to_csv(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -> str:
@@ -97,11 +187,11 @@ def to_csv(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -> str:
 
 
 def json_value(value):
-    """A cell for JSON: NaN → None, numpy scalars → Python numbers."""
-    if value is None or isinstance(value, (str, bool)):
+    """A cell for JSON: NaN and ±Inf → None, numpy scalars → Python numbers."""
+    if value is None or isinstance(value, str):
         return value
     if hasattr(value, "item"):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -4,7 +4,9 @@ Fed from the per-scan analyses (in memory for scans analysed now, from their JSO
 batch skipped). Columns: ``participant``, ``session``, ``file``, ``row`` (``lesion`` or ``scan``), then the
 lesion columns. On a ``scan`` row ``label`` is empty, ``lesion_count`` is set, and the volume, length and damage
 ratio columns hold the scan's totals: total volume, total length (sum over lesions, as SCT prints it) and the
-largest damage ratio; ``voxels_outside_cord`` the scan's lesion voxels outside the cord.
+largest damage ratio; ``voxels_outside_cord`` the scan's lesion voxels outside the cord; the level columns the
+scan's most rostral and caudal lesion level, ``soft_volume [mm3]`` the scan's soft volume inside the cord. Cells
+are written as in the per-scan tables (:func:`~sct_task_sciseg.analysis.table.cell`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ def scan_rows(image_path: Path, rows: Sequence[dict], summary: dict) -> List[dic
                        "max_axial_damage_ratio []": summary.get("max_axial_damage_ratio []"),
                        "interpolated_midsagittal_slice": summary.get("interpolated_midsagittal_slice"),
                        "voxels_outside_cord": summary.get("voxels_outside_cord"),
-                       "volume_outside_cord [mm3]": summary.get("volume_outside_cord [mm3]")}))
+                       "volume_outside_cord [mm3]": summary.get("volume_outside_cord [mm3]"),
+                       "level_type": summary.get("level_type"), "level_rostral": summary.get("level_rostral"),
+                       "level_caudal": summary.get("level_caudal"),
+                       "soft_volume [mm3]": summary.get("soft_volume [mm3]")}))
     return out
 
 

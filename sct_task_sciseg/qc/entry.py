@@ -164,6 +164,7 @@ def analysis_numbers(analysis) -> Optional[dict]:
 
     keep = ("label", "volume [mm3]", "length [mm]", "max_axial_damage_ratio []",
             "interpolated_dorsal_bridge_width [mm]", "interpolated_ventral_bridge_width [mm]",
-            "interpolated_total_bridge_width [mm]", "total_bridge_width_single_slice [mm]", "bridges_from")
+            "interpolated_total_bridge_width [mm]", "total_bridge_width_single_slice [mm]", "bridges_from",
+            "level_type", "level_rostral", "level_caudal", "right_share [%]", "left_share [%]")
     lesions = [{k: json_value(r.get(k)) for k in keep} for r in analysis.rows if r.get("label")]
     return {"summary": {k: json_value(v) for k, v in analysis.summary.items()}, "lesions": lesions}
