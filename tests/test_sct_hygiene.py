@@ -132,6 +132,19 @@ def test_read_only_sct_models_go_to_the_user_folder(deepseg_dir, tmp_path, monke
     assert models.folder(KEY) == str(deepseg_dir / KEY)
 
 
+def test_weights_baked_into_a_read_only_sct_are_used_in_place(deepseg_dir, tmp_path, monkeypatch):
+    """An image built with the weights in SCT's folder, run read-only (Apptainer): no second copy."""
+    from sct_task_sciseg.weights import install
+
+    install(SCISEG, V2.tag, models_dir=deepseg_dir, source=str(make_model_zip(tmp_path / "m.zip")), quiet=True)
+    _read_only(monkeypatch, deepseg_dir.parent.parent)
+    models = fake_models("7.4", deepseg_dir)
+    sct.register(models)
+    assert models.folder(KEY) == str(deepseg_dir / KEY)
+    assert models.is_up_to_date(models.folder(KEY)) is True
+    assert locations.usable_sct_folder(deepseg_dir) and not locations.usable_sct_folder(deepseg_dir / "x" / "y")
+
+
 def test_sciseg_default_models_folder_skips_a_read_only_sct(tmp_path, monkeypatch):
     root = write_fake_sct(tmp_path / "sct", "7.3")
     monkeypatch.syspath_prepend(str(root))
@@ -269,3 +282,102 @@ def test_pth_stays_while_the_package_is_there(tmp_path):
     assert "seg_sc_lesion_t2w_sci" in r.stdout and r.stderr == ""
     assert (site_dir / sct.PTH_NAME).is_file()
     assert f"remove({str(site_dir / sct.PTH_NAME)!r})" in (site_dir / sct.PTH_NAME).read_text()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Real SCT, read-only, through its own sct_deepseg command (SCISEG_SCT_PYTHONS / SCISEG_SCT_PYTHON)
+# --------------------------------------------------------------------------------------------------------
+SCT_PYTHONS = [p for p in dict.fromkeys(
+    os.environ.get("SCISEG_SCT_PYTHONS", "").split(os.pathsep) + [os.environ.get("SCISEG_SCT_PYTHON", "")]) if p]
+
+
+def _masks(folder: Path) -> dict:
+    import nibabel as nib
+    import numpy as np
+
+    found = {}
+    for kind in ("sc", "lesion"):
+        paths = sorted(folder.glob(f"*_{kind}_seg.nii.gz"))
+        assert len(paths) == 1, (kind, sorted(p.name for p in folder.iterdir()))
+        found[kind] = np.asanyarray(nib.load(str(paths[0])).dataobj)
+    return found
+
+
+def _tree_listing(*roots: Path) -> list:
+    return sorted(os.path.join(d, f) for r in roots for d, _, fs in os.walk(r) if "__pycache__" not in d
+                  for f in fs)
+
+
+@needs_ro_mount
+@pytest.mark.skipif(not SCT_PYTHONS, reason="needs real SCT environments (SCISEG_SCT_PYTHONS)")
+@pytest.mark.parametrize("python", SCT_PYTHONS)
+def test_real_sct_read_only_register_install_segment_replace_unregister(tmp_path, python, release_zip):
+    """SCT's checkout and environment mounted read-only; the hook enabled through PYTHONPATH; SCT's own
+    sct_deepseg installs the task from `-custom-url ZIP` (a list on 7.4, a string before) into the user models
+    folder, segments exactly as `sciseg -precision fp32`, routes lesion_sci_t2 with -replace-builtin; after
+    unregistering, sct_deepseg -h is what it was."""
+    from conftest import T2_FAKE_LESION
+
+    if not T2_FAKE_LESION.is_file():
+        pytest.skip("needs t2_fake_lesion")
+    env_dir = Path(python).parent.parent
+    bin_dir = Path(python).parent
+    info = subprocess.run([python, "-c", "from sct_task_sciseg import sct; print(sct.sct_root()); "
+                           "print(sct.sct_cli_style())"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert info.returncode == 0, info.stderr[-2000:]
+    sct_root, style = info.stdout.split()
+    sct_root = Path(sct_root)
+    ro = [sct_root, env_dir, REPO]
+    models = tmp_path / "models"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SCISEG_")}
+    base_env.update(PYTHONPATH=str(REPO), SCISEG_MODELS_DIR=str(models), OMP_NUM_THREADS="2")
+    startup = str(REPO / "sct_task_sciseg" / "sct_startup")
+    hooked_env = dict(base_env, PYTHONPATH=os.pathsep.join([startup, str(REPO)]))
+
+    def run(argv, env, cwd=tmp_path):
+        r = subprocess.run(read_only_argv(ro, argv), capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+        assert r.returncode == 0, (argv, r.stdout[-3000:], r.stderr[-3000:])
+        return r
+
+    listing = _tree_listing(sct_root, env_dir / "lib")
+    help_before = run([bin_dir / "sct_deepseg", "-h"], base_env).stdout
+    # register: nothing can be written, so it says which PYTHONPATH enables the hook
+    reg = run([bin_dir / "sciseg", "-register-sct"], base_env).stdout
+    assert "not written: " in reg and f"export PYTHONPATH={startup}$" in reg, reg
+    assert f"weights go to {models} (SCT's" in reg
+    listed = run([bin_dir / "sct_deepseg", "-h" if style == "subcommand" else "-list-tasks"], hooked_env).stdout
+    assert "seg_sc_lesion_t2w_sci" in listed
+    # install through SCT's own command line, from a local zip
+    z = make_model_zip(tmp_path / "model.zip")
+    install = (["seg_sc_lesion_t2w_sci", "-install", "-custom-url", z] if style == "subcommand"
+               else ["-install-task", "seg_sc_lesion_t2w_sci", "-custom-url", z])
+    out = run([bin_dir / "sct_deepseg", *install], hooked_env).stdout
+    assert sum("is read-only: installing into" in line for line in out.splitlines()) == 1, out
+    source = json.loads((models / KEY / "source.json").read_text())
+    assert source["custom"] is True and source["model_urls"] == z.resolve().as_uri()
+    # segment with SCT, with sciseg's exact mode, and through SCT's own task name with -replace-builtin
+    runs = {}
+    for name, argv, env in [
+        ("sct", ["seg_sc_lesion_t2w_sci"], hooked_env),
+        ("builtin", ["lesion_sci_t2"], dict(hooked_env, SCISEG_SCT_REPLACE_BUILTIN="1")),
+    ]:
+        d = tmp_path / name
+        d.mkdir()
+        img = d / "t2.nii.gz"
+        img.write_bytes(T2_FAKE_LESION.read_bytes())
+        args = [*argv, "-i", img] if style == "subcommand" else ["-i", img, "-task", *argv]
+        runs[name] = run([bin_dir / "sct_deepseg", *args], env).stdout
+    (tmp_path / "exact").mkdir()
+    run([bin_dir / "sciseg", "-i", T2_FAKE_LESION, "-o", tmp_path / "exact" / "t2.nii.gz", "-precision", "fp32",
+         "-task", f"seg_sc_lesion_t2w_sci@{V2.tag}"], base_env)
+    masks = {name: _masks(tmp_path / name) for name in ("sct", "builtin", "exact")}
+    for kind in ("sc", "lesion"):
+        assert int((masks["sct"][kind] != masks["exact"][kind]).sum()) == 0, kind
+        assert int((masks["builtin"][kind] != masks["exact"][kind]).sum()) == 0, kind
+    assert int(masks["exact"]["sc"].sum()) > 1000 and int(masks["exact"]["lesion"].sum()) > 0
+    assert "model_seg_sci_multiclass_sc_lesion_nnunet" not in runs["builtin"]  # SCT's own model not used
+    # unregister: nothing to remove here; without the PYTHONPATH entry SCT is what it was
+    assert "remove " + startup in run([bin_dir / "sciseg", "-unregister-sct"], base_env).stdout
+    assert run([bin_dir / "sct_deepseg", "-h"], base_env).stdout == help_before
+    assert _tree_listing(sct_root, env_dir / "lib") == listing

@@ -121,7 +121,7 @@ def install_hook(replace_builtin: bool = False, site_dir: Optional[Path] = None,
         style = sct_cli_style(root)
         install_cmd, run_cmd = usage_hint(task.name, style)
         sct_models = locations.sct_models_dir(root)
-        weights = (f"{sct_models}" if locations.is_writable(sct_models) else
+        weights = (f"{sct_models}" if locations.usable_sct_folder(sct_models) else
                    f"{locations.user_models_dir()} (SCT's {sct_models} is read-only)")
         lines.append(f"SCT {sct_version(root) or '?'} at {root}: weights go to {weights}")
         lines.append(f"now: `{install_cmd}`, then `{run_cmd}`")

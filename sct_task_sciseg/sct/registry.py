@@ -169,7 +169,7 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
         raise SciSegError(f"{getattr(models, '__name__', 'SCT models')} has no {', '.join(missing)}: this SCT's "
                           "model registry is not one sct_task_sciseg knows")
     sct_dir = Path(models.folder(key)).parent.parent
-    models_dir = sct_dir if locations.is_writable(sct_dir) else locations.user_models_dir()
+    models_dir = sct_dir if locations.usable_sct_folder(sct_dir, sct_dir / key) else locations.user_models_dir()
     spec = ModelSpec(key=key, task=task.name, tag=release.tag, url=canonical_url(task, release),
                      dataset_orientation=feats["dataset_orientation"], models_dir=str(models_dir),
                      sct_models_dir=str(sct_dir))

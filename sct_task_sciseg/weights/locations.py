@@ -8,6 +8,7 @@ from typing import List, Optional, Union
 
 ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"
+INSTALL_RECORD = "sciseg_install.json"  # written last into each installed release folder
 SCT_PACKAGE = "spinalcordtoolbox"
 
 PathLike = Union[str, Path]
@@ -55,15 +56,25 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir("sct_task_sciseg", appauthor=False)) / "models"
 
 
+def usable_sct_folder(folder: PathLike, installed: Optional[PathLike] = None) -> bool:
+    """Whether this package may use SCT's model folder ``folder``: it can be written, or (read-only, e.g.
+    weights baked into an image) ``installed`` there is already installed (default: any release)."""
+    if is_writable(folder):
+        return True
+    if installed is not None:
+        return (Path(installed) / INSTALL_RECORD).is_file()
+    return any(Path(folder).glob(f"*/*/{INSTALL_RECORD}"))
+
+
 def resolve_models_dir(explicit: Optional[PathLike] = None) -> Path:
-    """explicit argument > ``$SCISEG_MODELS_DIR`` > SCT's data/deepseg_models (when it can be written) > the
-    platformdirs user data folder."""
+    """explicit argument > ``$SCISEG_MODELS_DIR`` > SCT's data/deepseg_models (when it can be written, or holds
+    installed releases) > the platformdirs user data folder."""
     if explicit:
         return Path(explicit).expanduser()
     if os.environ.get(ENV_MODELS_DIR):
         return user_models_dir()
     sct = sct_models_dir()
-    if sct is not None and sct.parent.is_dir() and is_writable(sct):
+    if sct is not None and sct.parent.is_dir() and usable_sct_folder(sct):
         return sct
     return user_models_dir()
 
