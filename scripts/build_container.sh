@@ -77,24 +77,42 @@ echo "   built in $BUILD_S s; image size $(python3 -c "print(f'{$SIZE/1e9:.2f} G
 
 [[ -n "$CHECK_VOL" ]] || exit 0
 RUN="$WORK/run"
-rm -rf "$RUN" && mkdir -p "$RUN/models" "$RUN/out" "$RUN/models-host"
-RUN_OPTS=(--rm --read-only --network=none -e OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-          -v "$RUN/models:/models" -v "$RUN/out:/out")
-echo "== checks (container read-only; writable: /out, /models)"
+rm -rf "$RUN" && mkdir -p "$RUN/models" "$RUN/out" "$RUN/models-host" "$RUN/out-host"
+THREADS="${OMP_NUM_THREADS:-2}"
+RUN_OPTS=(--rm --read-only --network=none -e OMP_NUM_THREADS="$THREADS" -v "$RUN/models:/models" -v "$RUN/out:/out")
+echo "== checks (container --read-only --network=none; writable: /out, /models; $THREADS threads)"
+podman run "${RUN_OPTS[@]}" --entrypoint /bin/sh "$IMAGE" -c '! touch /opt/sciseg/x 2>/dev/null && ! touch /x 2>/dev/null' \
+    || { echo "error: the container's file system is writable" >&2; exit 1; }
+echo "   image file system read-only: yes"
+inside() { podman run "${RUN_OPTS[@]}" "$IMAGE" "$@"; }
+outside() { OMP_NUM_THREADS="$THREADS" SCISEG_MODELS_DIR="$RUN/models-host" "$OUTSIDE" "$@"; }
+# sciseg -demo, alternating inside and outside (same run, same load), REPEAT times each
+for i in $(seq "${REPEAT:-2}"); do
+    for where in inside outside; do
+        [[ $where == outside && -z "$OUTSIDE" ]] && continue
+        dir=/out/demo$i; [[ $where == outside ]] && dir="$RUN/out-host/demo$i"
+        t0=$(now)
+        $where -demo -o "$dir" > "$RUN/demo-$where-$i.log" 2>&1 || { cat "$RUN/demo-$where-$i.log"; exit 1; }
+        printf '   sciseg -demo %-7s run %d: %5s s  %s\n' "$where" "$i" "$(elapsed "$t0")" \
+            "$(grep -i dice "$RUN/demo-$where-$i.log")"
+    done
+done
+# a segmentation of a volume from a read-only data mount, with the demo model installed above
+tag=seg_sc_lesion_t2w_sci@phantom-r20261124
 t0=$(now)
-podman run "${RUN_OPTS[@]}" "$IMAGE" -demo -o /out/demo > "$RUN/demo-inside.log" 2>&1 \
-    || { cat "$RUN/demo-inside.log"; exit 1; }
-IN_S="$(elapsed "$t0")"
+podman run "${RUN_OPTS[@]}" -v "$(dirname "$CHECK_VOL"):/data:ro" "$IMAGE" -i "/data/$(basename "$CHECK_VOL")" \
+    -o /out/seg.nii.gz -task "$tag" > "$RUN/seg.log" 2>&1 || { cat "$RUN/seg.log"; exit 1; }
+echo "   segmentation inside: $(elapsed "$t0") s: $(tail -n 1 "$RUN/seg.log")"
 if [[ -n "$OUTSIDE" ]]; then
-    t0=$(now)
-    OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" SCISEG_MODELS_DIR="$RUN/models-host" "$OUTSIDE" -demo -o "$RUN/demo-outside" \
-        > "$RUN/demo-outside.log" 2>&1 || { cat "$RUN/demo-outside.log"; exit 1; }
-    OUT_S="$(elapsed "$t0")"
+    outside -i "$CHECK_VOL" -o "$RUN/out-host/seg.nii.gz" -task "$tag" > "$RUN/seg-host.log" 2>&1 \
+        || { cat "$RUN/seg-host.log"; exit 1; }
+    "$(dirname "$OUTSIDE")/python" - "$RUN/out" "$RUN/out-host" <<'PY'
+import sys
+import nibabel as nib
+import numpy as np
+for kind in ("sc", "lesion"):
+    a, b = (np.asanyarray(nib.load(f"{d}/seg_{kind}_seg.nii.gz").dataobj) for d in sys.argv[1:3])
+    print(f"   {kind}: {int(a.sum())} voxels inside, {int(b.sum())} outside, {int((a != b).sum())} differ")
+PY
 fi
-echo "   sciseg -demo: ${IN_S} s inside the container, ${OUT_S:-?} s outside ($OUTSIDE)"
-grep -i dice "$RUN/demo-inside.log" | sed 's/^/   inside:  /'
-[[ -z "$OUTSIDE" ]] || grep -i dice "$RUN/demo-outside.log" | sed 's/^/   outside: /'
-podman run "${RUN_OPTS[@]}" -v "$(dirname "$CHECK_VOL"):/data:ro" "$IMAGE" \
-    -i "/data/$(basename "$CHECK_VOL")" -o /out/seg.nii.gz -task seg_sc_lesion_t2w_sci@phantom-r20261124 > "$RUN/seg.log" 2>&1 \
-    || { cat "$RUN/seg.log"; exit 1; }
-echo "   segmented $CHECK_VOL -> $RUN/out ($(ls "$RUN/out" | grep -c nii) NIfTI files); models: $(ls "$RUN/models")"
+echo "   models folder (mounted): $(cd "$RUN/models" && find . -name sciseg_install.json | sed 's|/sciseg_install.json||')"
