@@ -17,7 +17,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["sct_task_sciseg", "sct_task_sciseg.*"]),
-    package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "qc/assets/*"]},
+    package_data={"sct_task_sciseg": ["data/*.zip", "data/*.json", "qc/assets/*", "sct_startup/sitecustomize.py"]},
     # Nothing here may change what SCT's environment holds: every requirement below is already satisfied by SCT
     # 6.x and 7.x, so a plain `pip install sct_task_sciseg` into SCT's Python installs this package only. torch
     # and nnU-Net come from SCT there (7.x ships the nnunetv2-neuropoly fork, which PyPI's nnunetv2 would

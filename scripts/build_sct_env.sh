@@ -5,13 +5,24 @@
 #
 # usage: scripts/build_sct_env.sh SCT_CHECKOUT VENV_DIR [PYTHON]
 #
-#   SCT_CHECKOUT  a work tree of spinalcordtoolbox at a release tag (needs requirements-freeze.txt), e.g.
+#   SCT_CHECKOUT  a work tree of spinalcordtoolbox at a release tag (with requirements-freeze.txt), e.g.
 #                   git --git-dir=SCT.git worktree add /work/sct/6.5 6.5
 #                   (or: mkdir -p /work/sct/6.5 && git --git-dir=SCT.git archive 6.5 | tar -x -C /work/sct/6.5)
+#                 or of its development head (master: no freeze file; see SCISEG_SCT_BASE_FREEZE)
 #   VENV_DIR      where to create the virtual environment (e.g. /work/sct-envs/6.5); must not exist yet
 #                 unless SCISEG_SCT_REBUILD=1
 #   PYTHON        interpreter to build it with; default: the one SCT asks for (6.x: 3.9, 7.x: 3.10), found
 #                 through pyenv or PATH
+#
+# environment:
+#   SCISEG_SCT_BASE_FREEZE  for a checkout without requirements-freeze.txt (SCT's master): the freeze file of
+#                           the release it grew from (e.g. /work/sct/7.3/requirements-freeze.txt). Its pins are
+#                           installed, plus every line of the checkout's requirements.txt naming a distribution
+#                           the freeze lacks (master: sc-crop>=0.12.1); the freeze's pins (numpy 1.26.4, so
+#                           numpy<2 as SCT asks) constrain those additions too. Without it, requirements.txt
+#                           is installed unpinned.
+#   SCISEG_PROJECT_DIR      the checkout of this package to install editable (default: the one holding this
+#                           script)
 #
 # Differences from SCT's install_sct, all deliberate:
 #   * a plain venv instead of SCT's private miniforge (no downloads outside PyPI);
@@ -35,12 +46,17 @@ fi
 
 SCT_SRC="$(cd "$1" && pwd)"
 VENV="$2"
-PROJECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PROJECT="$(cd "${SCISEG_PROJECT_DIR:-$(dirname "${BASH_SOURCE[0]}")/..}" && pwd)"
 
 [[ -f "$SCT_SRC/spinalcordtoolbox/version.txt" ]] || { echo "error: $SCT_SRC is not an SCT checkout" >&2; exit 1; }
 SCT_VERSION="$(tr -d '[:space:]' < "$SCT_SRC/spinalcordtoolbox/version.txt")"
 REQ="$SCT_SRC/requirements-freeze.txt"
-[[ -f "$REQ" ]] || REQ="$SCT_SRC/requirements.txt"   # git (non-release) checkouts have no freeze file
+BASE_FREEZE=""
+if [[ ! -f "$REQ" ]]; then   # git (non-release) checkouts have no freeze file
+    REQ="$SCT_SRC/requirements.txt"
+    BASE_FREEZE="${SCISEG_SCT_BASE_FREEZE:-}"
+    [[ -z "$BASE_FREEZE" || -f "$BASE_FREEZE" ]] || { echo "error: no file $BASE_FREEZE" >&2; exit 1; }
+fi
 
 # The Python version SCT's setup.py requires (python_requires="==3.9.*" / "==3.10.*").
 PYVER="$(sed -n 's/.*python_requires *= *"==\([0-9.]*\)\.\*".*/\1/p' "$SCT_SRC/setup.py" | head -1)"
@@ -65,10 +81,31 @@ PIP=("$VENV/bin/python" -m pip)
 "${PIP[@]}" install --quiet --upgrade "pip<25" "setuptools<76" wheel
 
 FILTERED="$(mktemp)"
-trap 'rm -f "$FILTERED"' EXIT
-grep -v -- '--extra-index-url' "$REQ" > "$FILTERED"
+CONSTRAINTS="$(mktemp)"
+trap 'rm -f "$FILTERED" "$CONSTRAINTS"' EXIT
+if [[ -n "$BASE_FREEZE" ]]; then
+    # the base release's pins, then the development head's requirements on distributions it does not pin
+    grep -v -- '--extra-index-url' "$BASE_FREEZE" > "$FILTERED"
+    sed 's/ *#.*//' "$BASE_FREEZE" | grep '==' > "$CONSTRAINTS" || true
+    ADDED="$("$PYTHON" -c '
+import re, sys
+def name(line):
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#")[0])
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else None
+pinned = {name(line) for line in open(sys.argv[1])} - {None}
+for line in open(sys.argv[2]):
+    line = line.split("#")[0].strip()
+    if line and not line.startswith("-") and name(line) not in pinned:
+        print(line)
+' "$BASE_FREEZE" "$REQ")"
+    echo "== $SCT_VERSION: $(basename "$BASE_FREEZE") of $BASE_FREEZE plus:" $ADDED
+    [[ -z "$ADDED" ]] || printf '%s\n' "$ADDED" >> "$FILTERED"
+else
+    grep -v -- '--extra-index-url' "$REQ" > "$FILTERED"
+    : > "$CONSTRAINTS"
+fi
 echo "== installing $(grep -cvE '^\s*(#|$)' "$FILTERED") requirements from $(basename "$REQ")"
-"${PIP[@]}" install --progress-bar off -r "$FILTERED"
+"${PIP[@]}" install --progress-bar off -r "$FILTERED" -c "$CONSTRAINTS"
 "${PIP[@]}" install --progress-bar off --no-deps --use-pep517 -e "$SCT_SRC"
 
 echo "== installing $PROJECT into the SCT environment (no dependency resolution)"
@@ -76,7 +113,7 @@ echo "== installing $PROJECT into the SCT environment (no dependency resolution)
 "$VENV/bin/python" - <<'EOF'
 import importlib
 missing = []
-for mod in ("nnunetv2", "torch", "nibabel", "numpy", "scipy", "requests", "filelock", "platformdirs", "tqdm",
+for mod in ("spinalcordtoolbox.deepseg.inference", "nnunetv2", "torch", "nibabel", "numpy", "scipy", "requests", "filelock", "platformdirs", "tqdm",
             "matplotlib"):
     try:
         importlib.import_module(mod)

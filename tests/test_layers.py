@@ -25,7 +25,7 @@ LAYERS: Dict[str, int] = {
     "analysis": 6,
     "qc": 7,
     "batch": 8,
-    "cli": 9, "sct": 9, "demo": 9, "sct_hook": 9, "__main__": 9,
+    "cli": 9, "sct": 9, "demo": 9, "sct_hook": 9, "sct_startup": 9, "__main__": 9,
 }
 ADAPTER_RANK = 9
 

@@ -1,6 +1,7 @@
 """The SCT adapter (sct_task_sciseg.sct + sct_hook).
 
-Everywhere: registration into MODELS/TASKS dicts shaped like SCT 6.5's and 7.3's (fake ``models`` modules
+Everywhere: registration into MODELS/TASKS dicts shaped like SCT 6.5's, 7.3's and the development head's
+(7.4.dev0: ``install_model`` takes ``custom_url`` as a list) (fake ``models`` modules
 with SCT's up-to-date rule), install through SCT's ``install_model`` from a loopback mirror into SCT's
 layout, the ``.pth`` startup hook in real child processes (fake ``spinalcordtoolbox`` package), and the
 hook's install/uninstall bookkeeping.
@@ -93,16 +94,38 @@ TASKS_V7 = '''{
                       "models": ["%s"], "citation": "c", "group": "pathology"},
 }''' % SCT_SCI_KEY
 
+# SCT's development head (7.4.dev0): install_model's custom_url is a list of URLs, one per fold (PR #5283), and
+# every model's entry is read with .get('cropped_image') by load_crop_metadata() (re-stated, not copied)
+MODELS_74 = '''
+
+def install_model(name_model, custom_url=None):
+    if custom_url is not None and not isinstance(custom_url, list):
+        raise ValueError(f"Expected a list of model URLs for custom_url, got: {custom_url}")
+    INSTALL_CALLS.append((name_model, custom_url))
+
+
+def load_crop_metadata(name_model, path_model):
+    if not MODELS.get(name_model, {}).get("cropped_image", False):
+        return {}
+    raise RuntimeError(f"{name_model}: cropped model without crop_metadata.json")
+'''
+
 SHAPES = {
     "6.5": dict(framework=False, tasks=TASKS_V6, builtin="seg_sc_lesion_t2w_sci"),
     "7.3": dict(framework=True, tasks=TASKS_V7, builtin="lesion_sci_t2"),
+    "7.4": dict(framework=True, tasks=TASKS_V7, builtin="lesion_sci_t2", extra=MODELS_74),
 }
 
 
 def models_source(version: str) -> str:
     shape = SHAPES[version]
     return MODELS_SRC.format(framework=shape["framework"], tasks=shape["tasks"], sci_key=SCT_SCI_KEY,
-                             sci_url=SCT_SCI_URL)
+                             sci_url=SCT_SCI_URL) + shape.get("extra", "")
+
+
+def custom_urls(version: str, *urls: str):
+    """``-custom-url`` as that SCT passes it to install_model: a string up to 7.3, a list on 7.4."""
+    return list(urls) if "extra" in SHAPES[version] else urls[0]
 
 
 def fake_models(version: str, deepseg_dir: Path, sources: dict = None) -> types.ModuleType:
@@ -199,7 +222,8 @@ def release_mirror(tmp_path, monkeypatch):
 
 
 def snapshot(models):
-    return copy.deepcopy(models.MODELS), copy.deepcopy(models.TASKS), models.install_model, models.is_up_to_date
+    return (copy.deepcopy(models.MODELS), copy.deepcopy(models.TASKS), models.install_model, models.is_up_to_date,
+            models.folder)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -285,9 +309,11 @@ def test_release_can_be_chosen(deepseg_dir, monkeypatch):
 def test_other_models_still_use_scts_installer(deepseg_dir, version):
     models = fake_models(version, deepseg_dir)
     sct.register(models)
+    url = custom_urls(version, "https://example.org/custom.zip")
     models.install_model("t2star_sc")
-    models.install_model(SCT_SCI_KEY, "https://example.org/custom.zip")
-    assert models.INSTALL_CALLS == [("t2star_sc", None), (SCT_SCI_KEY, "https://example.org/custom.zip")]
+    models.install_model(SCT_SCI_KEY, url)
+    assert models.INSTALL_CALLS == [("t2star_sc", None), (SCT_SCI_KEY, url)]
+    assert models.folder("t2star_sc") == str(deepseg_dir / "t2star_sc")
 
 
 def test_install_through_sct_from_loopback_mirror(deepseg_dir, version, release_mirror):
@@ -573,8 +599,9 @@ needs_sct = pytest.mark.skipif(
 
 
 def run_sct_python(code: str, env=None, cwd=None, timeout=600):
+    """SCT's Python, importing this checkout of the package (the environment's own install may be another)."""
     full_env = dict(os.environ, **(env or {}))
-    full_env.pop("PYTHONPATH", None)
+    full_env["PYTHONPATH"] = str(REPO)
     return subprocess.run([SCT_PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
 

@@ -27,21 +27,27 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _env_python(python: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python`` with its environment's own packages only: no PYTHONPATH (a checkout on it would make pip take
+    that folder for the installed package, and refuse to replace an editable install)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def guarded_versions(python: str) -> dict:
-    out = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = _env_python(python, "-m", "pip", "list", "--format", "json").stdout
     return {_norm(d["name"]): d["version"] for d in json.loads(out) if _norm(d["name"]) in GUARDED}
 
 
 def _how_installed(python: str) -> list:
     """pip arguments that put this package back the way it was installed in that environment."""
-    shown = subprocess.run([python, "-m", "pip", "show", "sct_task_sciseg"], capture_output=True, text=True).stdout
+    shown = _env_python(python, "-m", "pip", "show", "sct_task_sciseg").stdout
     fields = dict(line.split(": ", 1) for line in shown.splitlines() if ": " in line)
     if fields.get("Editable project location"):
         return ["-e", fields["Editable project location"]]
     code = ("from importlib.metadata import distribution as d; "
             "print(d('sct_task_sciseg').read_text('direct_url.json') or '{}')")
-    info = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True).stdout or "{}")
+    info = json.loads(_env_python(python, "-c", code).stdout or "{}")
     path = info.get("url", "").replace("file://", "")
     return [path] if path else []
 
@@ -53,17 +59,17 @@ def test_plain_install_into_sct_changes_none_of_its_packages(python):
     assert "torch" in before and ("nnunetv2" in before or "nnunetv2-neuropoly" in before)
     restore = _how_installed(python)
     try:
-        done = subprocess.run([python, "-m", "pip", "install", "--no-build-isolation", str(REPO)],
-                              capture_output=True, text=True, timeout=900)
+        done = _env_python(python, "-m", "pip", "install", "--no-build-isolation", str(REPO))
         assert done.returncode == 0, done.stderr[-2000:]
         assert guarded_versions(python) == before
-        check = subprocess.run([python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.nnunet_compat as c;"
-                                " print(c.runtime_problem())"], capture_output=True, text=True, timeout=300)
+        check = _env_python(python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.nnunet_compat as c;"
+                            " print(c.runtime_problem())", timeout=300)
         assert check.stdout.strip() == "None", check.stderr[-2000:]
     finally:
-        if restore:
-            subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", *restore],
-                           capture_output=True, text=True, timeout=900)
+        # put the environment's own install back the way scripts/build_sct_env.sh makes it
+        restored = _env_python(python, "-m", "pip", "install", "--no-deps", *restore) if restore else None
+    assert restored is None or restored.returncode == 0, restored.stderr[-2000:]
+    assert _how_installed(python) == restore
 
 
 def _fake_second_nnunet(folder: Path, name: str, version: str) -> Path:

@@ -59,6 +59,9 @@ def install_for_sct(models: Any, spec: ModelSpec, custom_url: Optional[str] = No
     then the ``source.json`` SCT expects. ``custom_url`` (``-custom-url``) is a download source for the
     same release (checked against its pinned hash when one is pinned)."""
     models_dir = deepseg_dir(models, spec)
+    if spec.sct_models_dir and os.path.realpath(models_dir) != os.path.realpath(spec.sct_models_dir):
+        print(f"SCT's model folder {spec.sct_models_dir} is read-only: installing into {models_dir} "
+              "(the user models folder, $SCISEG_MODELS_DIR to choose another)")
     print(f"Installing {spec.task} release {spec.tag} with sct_task_sciseg's verified installer "
           f"into {models_dir / spec.task / spec.tag}")
     try:

@@ -1,5 +1,5 @@
 """``sct_deepseg_sciseg``: register, then run SCT's ``sct_deepseg`` in this process; and
-``python -m sct_task_sciseg.sct register|unregister|status``."""
+``python -m sct_task_sciseg.sct register [--env] [--replace-builtin]|unregister|status``."""
 from __future__ import annotations
 
 import os
@@ -58,17 +58,20 @@ def deepseg_main(argv: Optional[Sequence[str]] = None) -> int:
 
 # --------------------------------------------------------------------------------------------------------
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m sct_task_sciseg.sct register|unregister|status [--replace-builtin]``."""
+    """``python -m sct_task_sciseg.sct register|unregister|status [--replace-builtin] [--env]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m sct_task_sciseg.sct")
     parser.add_argument("action", choices=("register", "unregister", "status"))
     parser.add_argument("--replace-builtin", action="store_true",
                         help="also redirect SCT's own SCIseg task (7.x: lesion_sci_t2) to this package")
+    parser.add_argument("--env", action="store_true",
+                        help="write nothing; print the PYTHONPATH that enables the hook (automatic where SCT's "
+                             "site-packages is read-only)")
     args = parser.parse_args(argv)
     try:
         if args.action == "register":
-            lines = install_hook(replace_builtin=args.replace_builtin)
+            lines = install_hook(replace_builtin=args.replace_builtin, env_route=args.env)
         elif args.action == "unregister":
             lines = uninstall_hook()
         else:

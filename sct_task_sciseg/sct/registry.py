@@ -5,6 +5,10 @@ entry per weights folder) and ``TASKS`` (one entry per ``sct_deepseg`` task). :f
 shaped like the running SCT's own (detected by the keys its entries use, never by version strings, since git
 installs report ``git-<branch>-<sha>``) and routes SCT's install/up-to-date checks for them through this
 package's verified installer.
+
+Where SCT's model folder cannot be written (Apptainer, a shared read-only install), SCT's ``folder()`` is routed
+to the user models folder for this package's keys only, so nothing is ever written inside SCT's tree.
+Registration is all-or-none: on any failure SCT's dicts and functions are left exactly as they were.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ from .. import __version__
 from ..errors import SciSegError
 from ..sct_hook import flag as _env_flag
 from ..tasks import Release, Task, get_task
+from ..weights import locations
 from .install import install_for_sct, sct_model_ok
 from .spec import ModelSpec, canonical_url, model_key
 
 MODELS_MODULE = "spinalcordtoolbox.deepseg.models"
+PATCHED = ("folder", "install_model", "is_up_to_date")  # SCT functions routed for this package's keys
 STATE_ATTR = "_sct_task_sciseg_state"
 ENV_REPLACE = "SCISEG_SCT_REPLACE_BUILTIN"
 ENV_RELEASE = "SCISEG_SCT_RELEASE"
@@ -158,8 +164,15 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
     if not feats["trainer_folder"]:
         raise SciSegError("this SCT loads nnU-Net folds directly from its model folder (SCT 6.3 or older); "
                           "sct_task_sciseg needs SCT 6.4 or newer")
+    missing = [n for n in PATCHED + ("MODELS", "TASKS") if not hasattr(models, n)]
+    if missing:
+        raise SciSegError(f"{getattr(models, '__name__', 'SCT models')} has no {', '.join(missing)}: this SCT's "
+                          "model registry is not one sct_task_sciseg knows")
+    sct_dir = Path(models.folder(key)).parent.parent
+    models_dir = sct_dir if locations.usable_sct_folder(sct_dir, sct_dir / key) else locations.user_models_dir()
     spec = ModelSpec(key=key, task=task.name, tag=release.tag, url=canonical_url(task, release),
-                     dataset_orientation=feats["dataset_orientation"])
+                     dataset_orientation=feats["dataset_orientation"], models_dir=str(models_dir),
+                     sct_models_dir=str(sct_dir))
     builtin_models = _builtin_models(models, task, [key])
     builtin_tasks = [n for n, t in models.TASKS.items()
                      if isinstance(t, dict) and set(t.get("models", [])) & set(builtin_models)]
@@ -175,7 +188,8 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
 
 def _apply(models: Any, spec: ModelSpec, names: List[str], entries: Tuple[dict, dict],
            feats: Dict[str, bool]) -> Registration:
-    """Change SCT's dicts in one go (everything is computed), keeping what is needed to undo it."""
+    """Change SCT's dicts and functions in one go (everything is computed), keeping what is needed to undo
+    it; any failure on the way undoes what was done and re-raises."""
     MODELS, TASKS = models.MODELS, models.TASKS
     key = spec.key
     state = {
@@ -184,16 +198,37 @@ def _apply(models: Any, spec: ModelSpec, names: List[str], entries: Tuple[dict, 
         "added_models": [] if key in MODELS else [key],
         "saved_tasks": {n: TASKS[n] for n in names if n in TASKS},
         "added_tasks": [n for n in names if n not in TASKS],
+        "functions": {n: getattr(models, n) for n in PATCHED},
     }
-    MODELS[key] = entries[0]
-    for name in names:
-        TASKS[name] = dict(entries[1])
-    _patch(models, "install_model", _make_install_model)
-    _patch(models, "is_up_to_date", _make_is_up_to_date)
-    replaced = tuple(n for n in names if n in state["saved_tasks"])
-    state["registration"] = Registration(spec, tuple(names), replaced, feats)
-    setattr(models, STATE_ATTR, state)
+    try:
+        MODELS[key] = entries[0]
+        for name in names:
+            TASKS[name] = dict(entries[1])
+        for name, make in zip(PATCHED, (_make_folder, _make_install_model, _make_is_up_to_date)):
+            _patch(models, name, make)
+        replaced = tuple(n for n in names if n in state["saved_tasks"])
+        state["registration"] = Registration(spec, tuple(names), replaced, feats)
+        setattr(models, STATE_ATTR, state)
+    except BaseException:
+        _restore(models, state)
+        raise
     return state["registration"]
+
+
+def _restore(models: Any, state: dict) -> None:
+    """Put SCT's dicts and functions back as ``state`` recorded them (each step on its own, so one failure
+    does not stop the others)."""
+    steps = [lambda k=k: models.MODELS.pop(k, None) for k in state["added_models"]]
+    steps += [lambda: models.MODELS.update(state["saved_models"])]
+    steps += [lambda n=n: models.TASKS.pop(n, None) for n in state["added_tasks"]]
+    steps += [lambda: models.TASKS.update(state["saved_tasks"])]
+    steps += [lambda n=n, f=f: setattr(models, n, f) for n, f in state["functions"].items()]
+    steps += [lambda: models.__dict__.pop(STATE_ATTR, None)]
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - restore as much as possible
+            pass
 
 
 def unregister(models: Any = None) -> bool:
@@ -206,18 +241,7 @@ def unregister(models: Any = None) -> bool:
     state = _state(models)
     if state is None:
         return False
-    for key in state["added_models"]:
-        models.MODELS.pop(key, None)
-    models.MODELS.update(state["saved_models"])
-    for name in state["added_tasks"]:
-        models.TASKS.pop(name, None)
-    models.TASKS.update(state["saved_tasks"])
-    for name in ("install_model", "is_up_to_date"):
-        current = getattr(models, name, None)
-        original = getattr(current, "_sciseg_original", None)
-        if original is not None:
-            setattr(models, name, original)
-    delattr(models, STATE_ATTR)
+    _restore(models, state)
     return True
 
 
@@ -254,13 +278,34 @@ def _spec_for_path(models: Any, path_model: str) -> Optional[ModelSpec]:
     return None
 
 
+def one_url(custom_url: Any) -> Optional[str]:
+    """SCT's ``custom_url``: one string (up to 7.3) or a list of URLs, one per fold (SCT's development head,
+    PR #5283, ``-custom-url URL`` → ``[URL]``). This package's releases are one archive: one URL."""
+    if custom_url is None or isinstance(custom_url, str):
+        return custom_url or None
+    urls = [u for u in custom_url if u]
+    if len(urls) > 1:
+        raise SciSegError(f"-custom-url: this task's release is one archive; got {len(urls)} URLs ({urls})")
+    return urls[0] if urls else None
+
+
+def _make_folder(models: Any, original):
+    def folder(name_model, *args, **kwargs):
+        spec = _spec_for_key(models, name_model)
+        if spec is None or not spec.models_dir:
+            return original(name_model, *args, **kwargs)
+        return os.path.join(spec.models_dir, name_model)
+
+    return folder
+
+
 def _make_install_model(models: Any, original):
     def install_model(name_model, *args, **kwargs):
         spec = _spec_for_key(models, name_model)
         if spec is None:
             return original(name_model, *args, **kwargs)
         custom_url = args[0] if args else kwargs.get("custom_url")
-        install_for_sct(models, spec, custom_url=custom_url)
+        install_for_sct(models, spec, custom_url=one_url(custom_url))
         return None
 
     return install_model

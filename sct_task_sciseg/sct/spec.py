@@ -17,6 +17,8 @@ class ModelSpec:
     tag: str
     url: str  # the canonical (upstream) URL of the release: what source.json records
     dataset_orientation: bool = True  # SCT reads dataset.json["image_orientation"] (6.5+)
+    models_dir: str = ""  # where SCT's folder(key) points: SCT's model folder, or the user's when it is read-only
+    sct_models_dir: str = ""  # SCT's own model folder
 
 
 def model_key(task: Task, release: Release) -> str:
@@ -28,5 +30,6 @@ def canonical_url(task: Task, release: Release) -> str:
 
 
 def deepseg_dir(models: Any, spec: ModelSpec) -> Path:
-    """SCT's model folder, derived from SCT's own ``folder()`` (``folder(key)`` = ``<dir>/<task>/<tag>``)."""
+    """The models folder SCT uses for ``spec``, derived from SCT's ``folder()`` (``folder(key)`` =
+    ``<dir>/<task>/<tag>``; routed to :attr:`ModelSpec.models_dir` while registered)."""
     return Path(models.folder(spec.key)).parent.parent

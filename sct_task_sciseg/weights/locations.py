@@ -8,6 +8,7 @@ from typing import List, Optional, Union
 
 ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"
+INSTALL_RECORD = "sciseg_install.json"  # written last into each installed release folder
 SCT_PACKAGE = "spinalcordtoolbox"
 
 PathLike = Union[str, Path]
@@ -35,17 +36,58 @@ def sct_models_dir(root: Optional[Path] = None) -> Optional[Path]:
     return None if root is None else root / "data" / "deepseg_models"
 
 
+def is_writable(path: PathLike) -> bool:
+    """Whether files can be created in ``path`` (or, while it does not exist, in its nearest existing parent).
+    ``os.access`` answers for read-only mounts (EROFS: Apptainer images, ``ro`` binds) as well as for
+    permissions; nothing is written to find out."""
+    p = Path(path).expanduser().absolute()
+    while not p.exists():
+        if p.parent == p:
+            return False
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def user_models_dir() -> Path:
+    """``$SCISEG_MODELS_DIR``, else the platformdirs user data folder (``~/.local/share/sct_task_sciseg/models``)."""
+    if os.environ.get(ENV_MODELS_DIR):
+        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_data_dir("sct_task_sciseg", appauthor=False)) / "models"
+
+
+def usable_sct_folder(folder: PathLike, installed: Optional[PathLike] = None) -> bool:
+    """Whether this package may use SCT's model folder ``folder``: it can be written, or (read-only, e.g.
+    weights baked into an image) ``installed`` there is already installed (default: any release)."""
+    if is_writable(folder):
+        return True
+    if installed is not None:
+        return (Path(installed) / INSTALL_RECORD).is_file()
+    return any(Path(folder).glob(f"*/*/{INSTALL_RECORD}"))
+
+
 def resolve_models_dir(explicit: Optional[PathLike] = None) -> Path:
-    """explicit argument > ``$SCISEG_MODELS_DIR`` > SCT's data/deepseg_models > platformdirs user data dir."""
+    """explicit argument > ``$SCISEG_MODELS_DIR`` > SCT's data/deepseg_models (when it can be written, or holds
+    installed releases) > the platformdirs user data folder."""
     if explicit:
         return Path(explicit).expanduser()
     if os.environ.get(ENV_MODELS_DIR):
-        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
+        return user_models_dir()
     sct = sct_models_dir()
-    if sct is not None and sct.parent.is_dir():
+    if sct is not None and sct.parent.is_dir() and usable_sct_folder(sct):
         return sct
-    import platformdirs
-    return Path(platformdirs.user_data_dir("sct_task_sciseg", appauthor=False)) / "models"
+    return user_models_dir()
+
+
+def read_only_note(models_dir: PathLike) -> Optional[str]:
+    """One line for installs into ``models_dir`` while SCT's model folder is read-only (else None)."""
+    sct = sct_models_dir()
+    if sct is None or not sct.parent.is_dir() or is_writable(sct):
+        return None
+    if os.path.realpath(models_dir) == os.path.realpath(sct):
+        return None
+    return (f"SCT's model folder {sct} is read-only: installing into {Path(models_dir)} "
+            f"(set {ENV_MODELS_DIR} to choose another folder)")
 
 
 def task_dir(task, models_dir: Optional[PathLike] = None) -> Path:

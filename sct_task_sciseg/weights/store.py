@@ -26,11 +26,11 @@ from ..io.hashing import sha256_file, sha256_tree
 from ..tasks import Release, Task
 from .archive import html_problem, safe_extract
 from .download import download
-from .locations import ENV_MODELS_DIR, release_base_urls, task_dir
+from .locations import ENV_MODELS_DIR, INSTALL_RECORD, read_only_note, release_base_urls, task_dir
 from .model_folder import fold_checkpoints, find_model_folder, model_folder_name, validate_model_folder
 from .trust import TRUST_FILE, TrustRecord, mismatch, now
 
-MARKER = "sciseg_install.json"
+MARKER = INSTALL_RECORD
 
 PathLike = Union[str, Path]
 
@@ -237,6 +237,9 @@ def install(task: Task, tag: Optional[str] = None, *, models_dir: Optional[PathL
                 existing = None
             if existing is not None:
                 return existing
+        note = read_only_note(tdir.parent) if models_dir is None else None
+        if note:
+            say(note)
         return _Installer(task, release, tdir, source, quiet, say).run()
 
 
