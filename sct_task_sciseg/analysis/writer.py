@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from .. import __version__
-from ..io.atomic import atomic_write
+from ..io.atomic import Content, atomic_write_all
 from ..io.hashing import sha256_file
-from ..io.nifti import save_image
+from ..io.nifti import image_content
+from ..io.outputs import analysis_paths
 from .table import describe, json_value, to_csv
 
 ANALYSIS_NAME = "lesion morphometrics (definitions of SCT 7.3 sct_analyze_lesion)"
 SCHEMA = 1
-
-
-def analysis_paths(base: Union[str, Path], label_suffix: str = ".nii.gz") -> Dict[str, Path]:
-    base = str(base)
-    return {"csv": Path(f"{base}_analysis.csv"), "label": Path(f"{base}_label{label_suffix}"),
-            "json": Path(f"{base}_analysis.json")}
 
 
 def sidecar(analysis, provenance: Optional[dict] = None, hash_sources: bool = True) -> dict:
@@ -42,11 +37,17 @@ def sidecar(analysis, provenance: Optional[dict] = None, hash_sources: bool = Tr
     }
 
 
+def analysis_files(analysis, paths: Dict[str, Path], provenance: Optional[dict] = None,
+                   hash_sources: bool = True) -> List[Tuple[Path, Content]]:
+    """The table, the lesion-id image and the sidecar as ``(path, content)`` for one all-or-none write."""
+    return [(paths["csv"], to_csv(analysis.rows, analysis.columns)),
+            (paths["label"], image_content(analysis.label_img, paths["label"])),
+            (paths["json"], json.dumps(sidecar(analysis, provenance, hash_sources), indent=1, allow_nan=False) + "\n")]
+
+
 def write_analysis(analysis, out_base: Union[str, Path], provenance: Optional[dict] = None,
                    label_suffix: str = ".nii.gz", hash_sources: bool = True) -> Dict[str, Path]:
-    """Write the table, the lesion-id image and the sidecar (sidecar last: its presence means complete)."""
+    """Write the table, the lesion-id image and the sidecar: all three or none."""
     paths = analysis_paths(out_base, label_suffix)
-    atomic_write(paths["csv"], to_csv(analysis.rows, analysis.columns))
-    save_image(analysis.label_img, paths["label"])
-    atomic_write(paths["json"], json.dumps(sidecar(analysis, provenance, hash_sources), indent=1, allow_nan=False) + "\n")
+    atomic_write_all(analysis_files(analysis, paths, provenance, hash_sources))
     return paths

@@ -116,7 +116,6 @@ def _batch(args, segmenter, items, executor) -> list:
 
 
 def _write_cohort(args, segmenter, items, jobs) -> None:
-    from ..batch.analysis import job_analysis_paths
     from ..batch.cohort import from_sidecar, write_cohort
     from ..io.naming import is_output_folder
 
@@ -125,7 +124,7 @@ def _write_cohort(args, segmenter, items, jobs) -> None:
         if job.analysis is not None:
             scans.append((job.path, job.analysis.rows, job.analysis.summary))
         elif job.status == "skipped":
-            found = from_sidecar(job_analysis_paths(segmenter.task, job.outputs)["json"])
+            found = from_sidecar(job.plan.analysis["json"]) if job.plan and job.plan.analysis else None
             if found is not None:
                 scans.append((job.path, *found))
     folder = (Path(args.o) if is_output_folder(args.o)
