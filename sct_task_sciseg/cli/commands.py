@@ -13,7 +13,8 @@ from .hints import cli_message
 
 
 def err(msg: str) -> None:
-    print(f"sciseg: error: {msg}", file=sys.stderr)
+    from ..weights.locations import redact
+    print(f"sciseg: error: {redact(msg)}", file=sys.stderr)
 
 
 def cmd_list_tasks(models_dir: Optional[str]) -> int:
