@@ -14,7 +14,6 @@ import pytest
 from conftest import run_cli
 from release_server import ReleaseServer
 from sct_task_sciseg.demo.phantom import make_phantom
-from sct_task_sciseg.io.outputs import ScanOutputs, is_package_output, output_suffixes
 from sct_task_sciseg.tasks import SCISEG
 
 pytest.importorskip("torch")
@@ -43,6 +42,8 @@ def _files(folder: Path) -> dict:
 
 # -- the plan --------------------------------------------------------------------------------------------
 def test_the_plan_names_every_file_of_a_scan(tmp_path):
+    from sct_task_sciseg.io.outputs import ScanOutputs, is_package_output, output_suffixes
+
     plan = ScanOutputs.for_input(tmp_path / "sub_T2w.nii.gz", None, SCISEG, soft=True, analyze=True)
     names = [p.name for p in plan.files()]
     assert names == ["sub_T2w_sc_seg.nii.gz", "sub_T2w_lesion_seg.nii.gz", "sub_T2w_sc_seg_soft.nii.gz",
@@ -61,20 +62,24 @@ def test_the_plan_names_every_file_of_a_scan(tmp_path):
 
 
 # -- batch inputs never include outputs -------------------------------------------------------------------
-@pytest.mark.parametrize("flags", [("-soft", "1"), ("-analyze",), ("-soft", "1", "-analyze")])
+# flags -> files per scan: masks (+ maps) with sidecars (+ analysis csv, label, json)
+PER_SCAN = {("-soft", "1"): 8, ("-analyze",): 7, ("-soft", "1", "-analyze"): 11}
+
+
+@pytest.mark.parametrize("flags", sorted(PER_SCAN))
 def test_a_folder_batch_rerun_never_takes_its_own_outputs_as_inputs(installed_model, tmp_path, flags):
     folder = _folder(tmp_path)
     args = ("-i", folder, "-task", _task_spec(installed_model), "-threads", "2", *flags)
     first = run_cli(*args, env=_env(installed_model))
     assert first.returncode == 0, first.stderr
-    written = _files(folder)
-    assert len(written) == 2 + 2 * len(ScanOutputs.for_input(folder / "x.nii.gz", None, SCISEG,
-                                                                soft="-soft" in flags,
-                                                                analyze="-analyze" in flags).files())
+    cohort = folder / "lesion_analysis_cohort.csv"  # the batch's table (rewritten by every -analyze batch)
+    assert cohort.is_file() == ("-analyze" in flags)
+    written = {k: v for k, v in _files(folder).items() if k != cohort.name}
+    assert len(written) == 2 + 2 * PER_SCAN[flags]
     again = run_cli(*args, "-v", "2", env=_env(installed_model))
     assert again.returncode == 0, again.stderr
     assert "2 inputs" in again.stdout and "0 segmented, 0 failed, 2 skipped" in again.stdout, again.stdout
-    assert _files(folder) == written  # nothing new, nothing rewritten
+    assert {k: v for k, v in _files(folder).items() if k != cohort.name} == written  # nothing new or rewritten
 
 
 # -- all-or-none, analysis included; no QC row for a failed write --------------------------------------------
