@@ -59,6 +59,13 @@ def test_the_plan_names_every_file_of_a_scan(tmp_path):
     assert all(is_package_output(p, [SCISEG]) for p in plan.files())
     assert not is_package_output(tmp_path / "sub_T2w.nii.gz", [SCISEG])
     assert "_lesion_seg_label.nii.gz" in output_suffixes(SCISEG)
+    # temporary files of any of them (what the cluster removes after workers were killed while writing)
+    temps = [tmp_path / f".{p.name}.4242-0a1b2c3d.tmp" for p in plan.files()]
+    for t in temps:
+        t.write_bytes(b"x")
+    (tmp_path / ".sub_T2w.nii.gz.4242-0a1b2c3d.tmp").write_bytes(b"x")  # the input's: not the plan's
+    assert sorted(plan.stale_temps()) == sorted(temps)
+    assert plan.absolute().files() == [Path(os.path.abspath(p)) for p in plan.files()]
 
 
 # -- batch inputs never include outputs -------------------------------------------------------------------
