@@ -129,6 +129,18 @@ def test_a_payload_in_each_plans_key_is_refused_at_install_and_at_load(tmp_path,
     assert not marker.exists()
 
 
+def test_a_reader_named_in_dataset_json_is_refused_at_install_and_at_load(tmp_path, release_zip):
+    from sct_task_sciseg.pipeline import Segmenter
+
+    folder = unpack(release_zip, tmp_path / "src")
+    dataset = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps(dict(dataset, overwrite_image_reader_writer=PAYLOAD)))
+    with pytest.raises(InstallError, match=rf"{FOLDER}/dataset.json: overwrite_image_reader_writer '{PAYLOAD}'"):
+        install(SCISEG, "evil", models_dir=tmp_path / "models", source=str(folder.parent), quiet=True)
+    with pytest.raises(ModelError, match=r"dataset.json: overwrite_image_reader_writer"):
+        Segmenter(model_folder=folder, quiet=True).load()
+
+
 def test_a_payload_trainer_name_is_refused_at_install(tmp_path, release_zip):
     folder = unpack(release_zip, tmp_path / "src")
     ck_path = folder / "fold_1" / "checkpoint_final.pth"

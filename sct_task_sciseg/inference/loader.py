@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..weights.model_folder import network_problem, plans_configuration
+from ..weights.plans_names import dataset_problem
 from ..weights.store import recorded_checkpoints
 from . import nnunet_compat
 from .checkpoints import load_weights
@@ -62,6 +63,9 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
     problem = network_problem(plans_configuration(plans) or {}, plans)  # before nnU-Net looks up any name
     if problem:
         raise ModelError(f"{model_folder / 'plans.json'}: {problem}")
+    problem = dataset_problem(dataset_json)
+    if problem:
+        raise ModelError(f"{model_folder / 'dataset.json'}: {problem}")
     plans_manager = nn.plans_manager(plans)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old plans format notice

@@ -9,7 +9,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import InstallError, ModelError
 from .checkpoint_file import read_checkpoint, scan
-from .plans_names import names_problem, trainer_problem
+from .plans_names import dataset_problem, names_problem, trainer_problem
 
 MODEL_FOLDER_GLOB = "nnUNetTrainer*__*__*"
 CONFIGURATION = "3d_fullres"
@@ -147,6 +147,9 @@ def validate_model_folder(model_folder: Path, expected_labels: Optional[Mapping[
     problem = network_problem(configuration, plans)
     if problem:
         raise InstallError(f"{origin}: {model_folder.name}/plans.json: {problem}")
+    problem = dataset_problem(dataset)
+    if problem:
+        raise InstallError(f"{origin}: {model_folder.name}/dataset.json: {problem}")
     if expected_labels is not None:
         got = _normalise_labels(dataset.get("labels", {}))
         want = _normalise_labels(expected_labels)

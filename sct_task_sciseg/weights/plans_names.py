@@ -112,6 +112,14 @@ def names_problem(plans: dict, configuration: dict) -> Optional[str]:
     return None
 
 
+def dataset_problem(dataset: dict) -> Optional[str]:
+    """``dataset.json``'s ``overwrite_image_reader_writer`` (a reader class nnU-Net looks up) outside the list."""
+    value = dataset.get("overwrite_image_reader_writer", "None") if isinstance(dataset, dict) else "None"
+    if value == "None" or value in PLANS_NAMES["image_reader_writer"]:
+        return None
+    return _refused("overwrite_image_reader_writer", value, "a name nnU-Net may look up")
+
+
 def trainer_problem(trainer: object) -> Optional[str]:
     if isinstance(trainer, str) and trainer in TRAINERS:
         return None
