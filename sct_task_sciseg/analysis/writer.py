@@ -12,29 +12,14 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from .. import __version__
 from ..errors import OutputError
-from ..io.atomic import atomic_write_all
+from ..io.atomic import Content, atomic_write_all
 from ..io.hashing import sha256_file
 from ..io.nifti import image_content
+from ..io.outputs import ROI_SHEET, analysis_paths
 from .table import SCT_COLUMNS, describe, json_value, to_csv
 
 ANALYSIS_NAME = "lesion morphometrics (definitions of SCT 7.3 sct_analyze_lesion)"
 SCHEMA = 2  # 2: side, level and soft columns; 15-digit CSV floats
-ROI_SHEET = "ROI_occupied_by_lesion"
-
-
-def analysis_paths(base: Union[str, Path], label_suffix: str = ".nii.gz", *, sheets: bool = False,
-                   xlsx: bool = False) -> Dict[str, Path]:
-    """Where an analysis goes: ``csv``, ``label``, ``json``; with ``sheets`` (``-f``) ``distribution`` and
-    ``roi``; with ``xlsx`` the spreadsheet."""
-    base = str(base)
-    out = {"csv": Path(f"{base}_analysis.csv"), "label": Path(f"{base}_label{label_suffix}"),
-           "json": Path(f"{base}_analysis.json")}
-    if sheets:
-        out["distribution"] = Path(f"{base}_lesion_distribution.csv")
-        out["roi"] = Path(f"{base}_{ROI_SHEET}.csv")
-    if xlsx:
-        out["xlsx"] = Path(f"{base}_analysis.xlsx")
-    return out
 
 
 def sidecar(analysis, provenance: Optional[dict] = None, hash_sources: bool = True) -> dict:
@@ -128,6 +113,23 @@ def xlsx_content(sheets: Dict[str, Tuple[List[str], List[dict]]]):
     return write
 
 
+def analysis_files(analysis, paths: Dict[str, Path], provenance: Optional[dict] = None,
+                   hash_sources: bool = True) -> List[Tuple[Path, Content]]:
+    """The table, the lesion-id image, the ``-f`` sheets and the spreadsheet (when ``paths`` holds them) and
+    the sidecar as ``(path, content)`` for one all-or-none write."""
+    files = [(paths["csv"], to_csv(analysis.rows, analysis.columns)),
+             (paths["label"], image_content(analysis.label_img, paths["label"]))]
+    if "distribution" in paths:
+        files.append((paths["distribution"], to_csv(*reversed(distribution_table(analysis)))))
+        roi_cols, roi_rows = analysis.sheets[ROI_SHEET]
+        files.append((paths["roi"], to_csv(roi_rows, roi_cols)))
+    if "xlsx" in paths:
+        files.append((paths["xlsx"], xlsx_content(sct_sheets(analysis))))
+    files.append((paths["json"], json.dumps(sidecar(analysis, provenance, hash_sources), indent=1,
+                                            allow_nan=False) + "\n"))
+    return files
+
+
 def write_analysis(analysis, out_base: Union[str, Path], provenance: Optional[dict] = None,
                    label_suffix: str = ".nii.gz", hash_sources: bool = True, xlsx: bool = False) -> Dict[str, Path]:
     """Write the table, the lesion-id image, the ``-f`` sheets, the spreadsheet (``xlsx``) and the sidecar:
@@ -137,15 +139,5 @@ def write_analysis(analysis, out_base: Union[str, Path], provenance: Optional[di
     for p in paths.values():
         if p.resolve() in sources:
             raise OutputError(f"{p}: is the analysis's {sources[p.resolve()]} input; it would be overwritten")
-    files = [(paths["csv"], to_csv(analysis.rows, analysis.columns)),
-             (paths["label"], image_content(analysis.label_img, paths["label"]))]
-    if analysis.sheets:
-        files.append((paths["distribution"], to_csv(*reversed(distribution_table(analysis)))))
-        roi_cols, roi_rows = analysis.sheets[ROI_SHEET]
-        files.append((paths["roi"], to_csv(roi_rows, roi_cols)))
-    if xlsx:
-        files.append((paths["xlsx"], xlsx_content(sct_sheets(analysis))))
-    files.append((paths["json"], json.dumps(sidecar(analysis, provenance, hash_sources), indent=1,
-                                            allow_nan=False) + "\n"))
-    atomic_write_all(files)
+    atomic_write_all(analysis_files(analysis, paths, provenance, hash_sources))
     return paths

@@ -1,7 +1,8 @@
 """``-analyze`` in a batch: lesion morphometrics of each segmented scan, written next to its masks.
 
 For an input ``<in>.nii.gz`` the finding output (SCIseg: ``<in>_lesion_seg.nii.gz``) gets
-``<in>_lesion_seg_analysis.csv``, ``<in>_lesion_seg_label.nii.gz`` and ``<in>_lesion_seg_analysis.json``; which
+``<in>_lesion_seg_analysis.csv``, ``<in>_lesion_seg_label.nii.gz`` and ``<in>_lesion_seg_analysis.json``
+(:class:`~sct_task_sciseg.io.outputs.ScanOutputs`), written in the same all-or-none set as the masks; which
 masks are the lesion and the cord comes from the task's label scheme. The sidecar keeps the segmentation's
 provenance, so a resumed batch redoes an analysis whose masks or parameters changed.
 """
@@ -9,27 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import List, Tuple
 
-from ..analysis import analysis_paths, analyze_masks, write_analysis
-from ..analysis.writer import SCHEMA
-from ..io.naming import strip_nifti_suffix
-
-
-def finding_mask_path(task, outputs: Dict[str, Path]) -> Optional[Path]:
-    finding = task.labels.finding
-    return outputs.get(finding) if finding else None
+from ..analysis import analyze_masks
+from ..analysis.writer import SCHEMA, analysis_files
+from ..io.atomic import Content
+from ..io.outputs import ScanOutputs
 
 
-def job_analysis_paths(task, outputs: Dict[str, Path]) -> Dict[str, Path]:
-    """Where the analysis of a job goes (empty for a task without a finding)."""
-    lesion = finding_mask_path(task, outputs)
-    return analysis_paths(strip_nifti_suffix(lesion)) if lesion is not None else {}
-
-
-def analysis_current(task, outputs: Dict[str, Path], provenance: dict) -> bool:
+def analysis_current(plan: ScanOutputs, provenance: dict) -> bool:
     """True when the analysis files exist and their sidecar names the same segmentation and analysis schema."""
-    paths = job_analysis_paths(task, outputs)
+    paths = plan.analysis
     if not paths or not all(p.is_file() for p in paths.values()):
         return False
     try:
@@ -39,13 +30,11 @@ def analysis_current(task, outputs: Dict[str, Path], provenance: dict) -> bool:
     return found.get("Schema") == SCHEMA and found.get("Segmentation") == json.loads(json.dumps(provenance))
 
 
-def analyze_result(segmenter, outputs: Dict[str, Path], result, input_path: Path):
-    """Analyse a :class:`~sct_task_sciseg.pipeline.Segmentation` and write its files; returns the analysis."""
-    task = segmenter.task
-    analysis = analyze_masks(result.masks, task.labels)
-    analysis.sources = {"lesion": str(finding_mask_path(task, outputs)),
-                        "cord": str(outputs[task.labels.parent])}
-    lesion = finding_mask_path(task, outputs)
-    write_analysis(analysis, strip_nifti_suffix(lesion), provenance=segmenter.provenance(input_path),
-                   hash_sources=False)  # the masks are written after this: the provenance names them
-    return analysis
+def analyze_result(segmenter, plan: ScanOutputs, result, input_path: Path) -> Tuple[object, List[Tuple[Path, Content]]]:
+    """(analysis of a :class:`~sct_task_sciseg.pipeline.Segmentation`, its files to write with the masks)."""
+    labels = segmenter.task.labels
+    analysis = analyze_masks(result.masks, labels)
+    analysis.sources = {"lesion": str(plan.masks[labels.finding]), "cord": str(plan.masks[labels.parent])}
+    files = analysis_files(analysis, plan.analysis, provenance=segmenter.provenance(input_path),
+                           hash_sources=False)  # written with the masks: the provenance names them
+    return analysis, files

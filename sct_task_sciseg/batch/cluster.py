@@ -35,8 +35,6 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from ..errors import ModelError, SciSegError
-from ..io.atomic import stale_temps
-from ..io.naming import sidecar_path
 from ..pipeline.config import SegmenterConfig
 from ..tasks import Task
 from .executors import ClusterSpec, SlurmOptions, cluster_shape, machine_cores, machine_memory, run_job
@@ -189,7 +187,8 @@ class DaskExecutor:
 def _absolute(job: Job) -> Job:
     """A copy of ``job`` with absolute paths (workers may run in other folders)."""
     item = replace(job.item, path=Path(os.path.abspath(job.item.path)))
-    return replace(job, item=item, outputs={k: Path(os.path.abspath(p)) for k, p in job.outputs.items()})
+    plan = job.plan.absolute() if job.plan is not None else None
+    return replace(job, item=item, plan=plan, outputs=plan.images if plan else job.outputs)
 
 
 def _collect(future, job: Job) -> None:
@@ -208,16 +207,16 @@ def _collect(future, job: Job) -> None:
         job.status, job.reason = "failed", f"{job.path}: failed on the cluster ({type(exc).__name__}: {exc})"
     else:
         for f in fields(Job):
-            if f.name not in ("item", "outputs"):
+            if f.name not in ("item", "outputs", "plan"):
                 setattr(job, f.name, getattr(done, f.name))
 
 
 def _remove_stale_temps(jobs: List[Job]) -> None:
-    """Temporary files left beside outputs by workers killed while writing (outputs themselves are whole)."""
+    """Temporary files left beside a scan's files (masks, maps, sidecars, analysis) by workers killed while
+    writing (the files themselves are whole)."""
     for job in jobs:
-        for path in job.outputs.values():
-            for tmp in stale_temps(path) + stale_temps(sidecar_path(path)):
-                tmp.unlink(missing_ok=True)
+        for tmp in job.plan.stale_temps() if job.plan is not None else ():
+            tmp.unlink(missing_ok=True)
 
 
 def uniform_threads(client: Client) -> Optional[int]:

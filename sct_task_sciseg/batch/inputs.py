@@ -5,9 +5,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, strip_nifti_suffix
+from ..io.outputs import is_package_output
+from ..tasks import all_tasks
 
 BIDS_PATTERNS = ("sub-*/anat/*_T2w.nii*", "sub-*/ses-*/anat/*_T2w.nii*")
 BIDS_SUFFIX = "_T2w"
@@ -55,6 +57,12 @@ def _folder(path: Path, problems: List[Unreadable]) -> bool:
         return False
 
 
+def _is_output(tasks) -> Callable[[Path], bool]:
+    """Whether a found file is one this package writes (for the run's task and every installed task)."""
+    known = list({id(t): t for t in [*tasks, *all_tasks().values()]}.values())
+    return lambda path: is_package_output(path, known)
+
+
 def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
     """``sub-*/anat/*_T2w.nii*`` and ``sub-*/ses-*/anat/*_T2w.nii*``, reporting every folder that cannot be read."""
     found = []
@@ -72,22 +80,25 @@ def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
     return sorted(set(found))
 
 
-def _found_in(folder: Path, problems: List[Unreadable]) -> List[Path]:
+def _found_in(folder: Path, problems: List[Unreadable], is_output: Callable[[Path], bool]) -> List[Path]:
     if is_bids(folder):
-        return _bids_scans(folder, problems)
-    return [q for q in _entries(folder, problems) if q.is_file() and is_nifti(q)
+        return [q for q in _bids_scans(folder, problems) if not is_output(q)]
+    return [q for q in _entries(folder, problems) if q.is_file() and is_nifti(q) and not is_output(q)
             and not strip_nifti_suffix(q.name).endswith("_seg")]
 
 
-def scan(items: Sequence[str]) -> Tuple[List[Item], List[Unreadable]]:
-    """(inputs, unreadable folders): files as given; a folder → its NIfTI files (hidden ones, such as
-    temporary files, left out); a BIDS dataset → its T2w scans; duplicates removed."""
+def scan(items: Sequence[str], task=None) -> Tuple[List[Item], List[Unreadable]]:
+    """(inputs, unreadable folders): files as given; a folder → its NIfTI files, leaving out hidden ones (such
+    as temporary files) and every file this package writes (:class:`~sct_task_sciseg.io.outputs.ScanOutputs`
+    of ``task`` and the installed tasks: masks, probability maps, lesion-id images); a BIDS dataset → its T2w
+    scans; duplicates removed."""
     out: List[Item] = []
     problems: List[Unreadable] = []
     seen = set()
+    is_output = _is_output([task] if task is not None else [])
     for entry in items:
         p = Path(entry)
-        new = [Item(q, p) for q in _found_in(p, problems)] if p.is_dir() else [Item(p, None)]
+        new = [Item(q, p) for q in _found_in(p, problems, is_output)] if p.is_dir() else [Item(p, None)]
         for it in new:
             key = os.path.abspath(it.path)
             if key not in seen:
@@ -96,9 +107,9 @@ def scan(items: Sequence[str]) -> Tuple[List[Item], List[Unreadable]]:
     return out, problems
 
 
-def expand(items: Sequence[str]) -> List[Item]:
+def expand(items: Sequence[str], task=None) -> List[Item]:
     """The inputs of :func:`scan` (unreadable folders left out silently: use :func:`scan` to report them)."""
-    return scan(items)[0]
+    return scan(items, task)[0]
 
 
 def output_base_for(item: Item, output: Optional[str]) -> Path:

@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import SciSegError
 from ..io.atomic import check_writable
-from ..io.naming import is_output_folder, output_paths, sidecar_path
+from ..io.naming import is_output_folder, sidecar_path
+from ..io.outputs import ScanOutputs
 from ..io.nifti import load_image
 from ..pipeline.writer import sidecar_for
 from .inputs import Item, output_base_for
@@ -40,6 +41,8 @@ class Job:
     counts: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles, network seconds, phase timings
     analysis: Optional[object] = None  # the LesionAnalysis written with -analyze
+    plan: Optional[ScanOutputs] = None  # every file this scan writes (``outputs``: its masks and maps)
+    extra: list = field(default_factory=list, repr=False)  # (path, content) written with the masks
 
     @property
     def path(self) -> Path:
@@ -68,7 +71,7 @@ def up_to_date(segmenter, job: Job, analyze: bool = False) -> bool:
             return False
     if analyze:
         from .analysis import analysis_current
-        return analysis_current(segmenter.task, job.outputs, expected)
+        return job.plan is not None and analysis_current(job.plan, expected)
     return True
 
 
@@ -79,9 +82,10 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs,
-                                       soft=segmenter.config.soft)
-            folder = next(iter(job.outputs.values())).parent
+            job.plan = ScanOutputs.of(output_base_for(job.item, output), segmenter.task,
+                                      soft=segmenter.config.soft, analyze=analyze)
+            job.outputs = job.plan.images
+            folder = job.plan.folder
             if is_output_folder(output):
                 folder.mkdir(parents=True, exist_ok=True)
             check_writable(folder)
@@ -106,7 +110,7 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
               error: Callable[[str], None] = _stderr_error, analyze: bool = False, executor=None) -> List[Job]:
     """Segment ``items`` with one loaded model; returns one :class:`Job` per input with its status.
 
-    ``on_result(job, result)`` runs after each prediction (QC pictures, ...): in this process's main thread,
+    ``on_result(job, result)`` runs after each scan's files are written (QC pictures, ...): in this process,
     or, with an ``executor`` (:mod:`sct_task_sciseg.batch.executors`), where the scan ran (it must then be
     picklable; what it sets on the job comes back). With ``analyze`` the lesion analysis runs and is written
     before it (``job.analysis``). Planning, resume, progress and reporting are the same.
@@ -201,9 +205,7 @@ class _Pipeline:
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
             if self.analyze:
                 from .analysis import analyze_result
-                job.analysis = analyze_result(self.segmenter, job.outputs, result, job.path)
-            if self.on_result is not None:
-                self.on_result(job, result)
+                job.analysis, job.extra = analyze_result(self.segmenter, job.plan, result, job.path)
         except SciSegError as exc:
             job.status, job.reason = "failed", str(exc)
             self._finish(job, t0)
@@ -221,13 +223,24 @@ class _Pipeline:
                 return
             job, result, t0 = item
             try:
-                self.segmenter.write(result, job.outputs, job.path)
+                self.segmenter.write(result, job.outputs, job.path, job.extra)
                 job.status = "done"
             except SciSegError as exc:
                 job.status, job.reason = "failed", str(exc)
             except OSError as exc:
                 job.status, job.reason = "failed", f"{job.path}: cannot write outputs ({exc})"
+            job.extra = []
+            if job.status == "done" and self.on_result is not None:
+                self._after_write(job, result)
             self._finish(job, t0)
+
+    def _after_write(self, job: Job, result) -> None:
+        """``on_result`` (QC) for a scan whose files are written: its failure is reported, the scan stays done."""
+        try:
+            self.on_result(job, result)
+        except Exception as exc:  # noqa: BLE001 - QC never undoes or blocks a segmentation
+            self.progress.say(f"sciseg: warning: {job.path}: QC not written ({type(exc).__name__}: {exc})",
+                              err=True)
 
     def _finish(self, job: Job, t0: Optional[float] = None) -> None:
         with self.done_lock:

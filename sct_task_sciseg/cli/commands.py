@@ -13,7 +13,8 @@ from .hints import cli_message
 
 
 def err(msg: str) -> None:
-    print(f"sciseg: error: {msg}", file=sys.stderr)
+    from ..weights.locations import redact
+    print(f"sciseg: error: {redact(msg)}", file=sys.stderr)
 
 
 def cmd_list_tasks(models_dir: Optional[str]) -> int:
@@ -116,7 +117,6 @@ def _batch(args, segmenter, items, executor) -> list:
 
 
 def _write_cohort(args, segmenter, items, jobs) -> None:
-    from ..batch.analysis import job_analysis_paths
     from ..batch.cohort import from_sidecar, write_cohort
     from ..io.naming import is_output_folder
 
@@ -125,7 +125,7 @@ def _write_cohort(args, segmenter, items, jobs) -> None:
         if job.analysis is not None:
             scans.append((job.path, job.analysis.rows, job.analysis.summary))
         elif job.status == "skipped":
-            found = from_sidecar(job_analysis_paths(segmenter.task, job.outputs)["json"])
+            found = from_sidecar(job.plan.analysis["json"]) if job.plan and job.plan.analysis else None
             if found is not None:
                 scans.append((job.path, *found))
     folder = (Path(args.o) if is_output_folder(args.o)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from ..batch.analysis import job_analysis_paths
 from ..batch.inputs import Item, output_base_for, scan
 from ..batch.runner import Job
 from ..errors import OutputError, SciSegError
 from ..io.atomic import check_writable
-from ..io.naming import collision, is_inside, is_output_folder, output_paths
+from ..io.naming import collision, is_inside, is_output_folder
+from ..io.outputs import ScanOutputs
 from ..io.nifti import read_header
 
 
@@ -79,16 +79,16 @@ def _check_qc(args, models_dir: Path) -> None:
     _make_folder(qc, "QC folder")
 
 
+def _scan_outputs(args, item: Item, task) -> ScanOutputs:
+    return ScanOutputs.of(output_base_for(item, args.o), task, soft=bool(getattr(args, "soft", 0)),
+                          analyze=bool(getattr(args, "analyze", False)))
+
+
 def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     several = len(items) > 1 or any(Path(i).is_dir() for i in args.i)
     if args.o and several and not is_output_folder(args.o):
         raise UsageError(f"-o {args.o}: several inputs need an output folder (end it with /)")
-    soft = bool(getattr(args, "soft", 0))
-    plans = []
-    for it in items:
-        outs = output_paths(output_base_for(it, args.o), task.outputs, soft=soft)
-        extra = job_analysis_paths(task, outs) if getattr(args, "analyze", False) else {}
-        plans.append((it.path, [*outs.values(), *extra.values()]))
+    plans = [(it.path, _scan_outputs(args, it, task).files()) for it in items]
     problem = collision(plans)
     if problem:
         raise UsageError(f"{problem}; nothing was run (choose another -o)")
@@ -102,7 +102,7 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
 def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) -> Plan:
     """Check every path and header of a segmentation run; raises :class:`UsageError` or
     :class:`~sct_task_sciseg.errors.OutputError` when nothing should run."""
-    items, unreadable = scan(args.i)
+    items, unreadable = scan(args.i, segmenter.task)
     plan = Plan()
     for folder in unreadable:
         it = Item(folder.path, None)
@@ -115,7 +115,7 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
     _check_qc(args, models_dir)
     for it in items:
         plan.order.append(it)
-        folder = next(iter(output_paths(output_base_for(it, args.o), segmenter.task.outputs).values())).parent
+        folder = _scan_outputs(args, it, segmenter.task).folder
         problem = _folder_problem(folder, created=is_output_folder(args.o))
         try:
             if problem is None:

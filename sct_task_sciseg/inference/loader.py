@@ -15,6 +15,8 @@ from typing import List, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..weights.model_folder import network_problem, plans_configuration
+from ..weights.plans_names import dataset_problem
 from ..weights.store import recorded_checkpoints
 from . import nnunet_compat
 from .checkpoints import load_weights
@@ -54,17 +56,24 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
     nn = nnunet_compat.import_nnunet()
     resolved = resolve(settings)
     dataset_json = json.loads((model_folder / "dataset.json").read_text())
-    plans_manager = nn.plans_manager(json.loads((model_folder / "plans.json").read_text()))
+    plans = json.loads((model_folder / "plans.json").read_text())
     recorded = recorded_checkpoints(model_folder, settings.checkpoints, settings.folds)
     checkpoints = [path for path, _ in recorded]
     parameters, first = load_weights(recorded)
+    problem = network_problem(plans_configuration(plans) or {}, plans)  # before nnU-Net looks up any name
+    if problem:
+        raise ModelError(f"{model_folder / 'plans.json'}: {problem}")
+    problem = dataset_problem(dataset_json)
+    if problem:
+        raise ModelError(f"{model_folder / 'dataset.json'}: {problem}")
+    plans_manager = nn.plans_manager(plans)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old plans format notice
         configuration_manager = plans_manager.get_configuration(
             (first.get("init_args") or {}).get("configuration", "3d_fullres"))
     label_manager = plans_manager.get_label_manager(dataset_json)
     network = _network(configuration_manager.configuration, input_channels(dataset_json),
-                       label_manager.num_segmentation_heads, parameters[0], checkpoints[0], resolved)
+                       label_manager.num_segmentation_heads, parameters[0], checkpoints[0], resolved, plans)
     parameters[0] = network.state_dict()  # share the network's tensors: one copy of the first fold's weights
     strides = network_strides(configuration_manager.configuration)
     fold_keys = {id(p): weights_key(c) for p, c in zip(parameters, checkpoints)}
@@ -97,10 +106,11 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
 
 
 def _network(configuration: dict, n_inputs: int, n_outputs: int, weights: dict, checkpoint: Path,
-             resolved: Resolved):
+             resolved: Resolved, plans: dict):
     import torch
 
-    network = build_network(configuration, n_inputs, n_outputs)
+    network = build_network(configuration, n_inputs, n_outputs, plans,
+                            where=str(checkpoint.parent.parent / "plans.json"))
     try:
         network.load_state_dict(weights)
     except RuntimeError as exc:

@@ -1,13 +1,14 @@
 """The network nnU-Net would build for a model, from its ``plans.json`` (old and new formats), without
-nnU-Net's trainer-class search (which imports timm/torchvision on nnunetv2 2.6+)."""
+nnU-Net's trainer-class search (which imports timm/torchvision on nnunetv2 2.6+) and without resolving any name
+from the model by import path: only the allow-listed classes of :mod:`sct_task_sciseg.weights.plans_names`."""
 from __future__ import annotations
 
-import pydoc
 from copy import deepcopy
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import ModelError
-from ..weights.model_folder import OLD_FORMAT_NETWORKS, network_problem
+from ..weights.model_folder import network_problem
+from ..weights.plans_names import OLD_FORMAT_NETWORKS, network_class, network_parts
 
 
 def input_channels(dataset_json: dict) -> int:
@@ -45,23 +46,16 @@ def _architecture(configuration: dict) -> Tuple[str, dict, Sequence[str]]:
     return classes[name], kwargs, ("conv_op", "norm_op", "dropout_op", "nonlin")
 
 
-def build_network(configuration: dict, num_input_channels: int, num_outputs: int):
-    """The network nnU-Net would build for this configuration, without deep supervision (only
-    ``dynamic_network_architectures`` classes with ``torch.nn`` parts: see :func:`network_problem`)."""
-    import torch
-
-    problem = network_problem(configuration)
+def build_network(configuration: dict, num_input_channels: int, num_outputs: int, plans: Optional[dict] = None,
+                  where: str = "plans.json"):
+    """The network nnU-Net would build for this configuration, without deep supervision, from the
+    allow-listed classes only (every name checked again here: see :func:`network_problem`)."""
+    problem = network_problem(configuration, plans)
     if problem:
-        raise ModelError(f"plans.json: {problem}")
-    class_name, kwargs, to_import = _architecture(configuration)
-    for key in to_import:
-        if kwargs.get(key) is not None:
-            kwargs[key] = pydoc.locate(kwargs[key])
-    network_class = pydoc.locate(class_name)
-    if not (isinstance(network_class, type) and issubclass(network_class, torch.nn.Module)):
-        raise ModelError(f"plans.json: cannot import network class {class_name}")
-    return network_class(input_channels=num_input_channels, num_classes=num_outputs,
-                         deep_supervision=False, **kwargs)
+        raise ModelError(f"{where}: {problem}")
+    class_name, kwargs, _ = _architecture(configuration)
+    return network_class(class_name)(input_channels=num_input_channels, num_classes=num_outputs,
+                                     deep_supervision=False, **network_parts(kwargs))
 
 
 def network_strides(configuration: dict) -> List[int]:

@@ -39,16 +39,6 @@ def output_base(input_path: PathLike, output: Optional[PathLike]) -> Path:
 SOFT = "_soft"  # probability maps: ``<base><suffix>_soft.nii.gz`` under the key ``<name>_soft``
 
 
-def output_paths(base: PathLike, outputs: Iterable, soft: bool = False) -> Dict[str, Path]:
-    """Output name → ``<base><suffix>.nii.gz`` for each task output (anything with ``name`` and ``suffix``);
-    with ``soft``, also ``<name>_soft`` → ``<base><suffix>_soft.nii.gz`` (its probability map)."""
-    outputs = list(outputs)
-    paths = {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in outputs}
-    if soft:
-        paths.update({o.name + SOFT: Path(f"{base}{o.suffix}{SOFT}.nii.gz") for o in outputs})
-    return paths
-
-
 def sidecar_path(image_path: PathLike) -> Path:
     """The JSON sidecar of an image: ``X.nii.gz`` → ``X.json``."""
     return Path(strip_nifti_suffix(image_path) + ".json")

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import ModelError, OutputError, SciSegError
 from ..io.atomic import check_writable
 from ..io.intensity import power_of_two_scale
-from ..io.naming import SOFT, output_base, output_paths, real
+from ..io.naming import SOFT, real
+from ..io.outputs import ScanOutputs
 from ..io.nifti import from_array, mask_image, probability_image, read_header, validate_image
 from ..io.orientation import Reorientation, sct_to_nib_axcodes
 from ..io.resources import check_model_space
@@ -243,8 +244,13 @@ class Segmenter:
         return labels, (probs if self.config.soft else None), stats
 
     # -- files -------------------------------------------------------------------------------------
+    def output_plan(self, input_path: Union[str, Path], output: Union[str, Path, None] = None,
+                    analyze: bool = False) -> ScanOutputs:
+        """Every file a scan of ``input_path`` writes (``output``: ``-o``; ``analyze``: with its analysis)."""
+        return ScanOutputs.for_input(input_path, output, self.task, soft=self.config.soft, analyze=analyze)
+
     def output_paths(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
-        return output_paths(output_base(input_path, output), self.task.outputs, soft=self.config.soft)
+        return self.output_plan(input_path, output).images
 
     def provenance(self, input_path: Optional[Path]) -> dict:
         """BIDS-derivatives ``GeneratedBy`` record with every parameter of this run."""
@@ -264,11 +270,14 @@ class Segmenter:
         result.timings["write"] = time.perf_counter() - t0
         return paths, result
 
-    def write(self, result: Segmentation, paths: Dict[str, Path], input_path: Optional[Path]) -> None:
-        if input_path is not None and real(input_path) in {real(p) for p in paths.values()}:
+    def write(self, result: Segmentation, paths: Dict[str, Path], input_path: Optional[Path],
+              extra: Sequence[Tuple[Path, object]] = ()) -> None:
+        """Write the masks, maps and sidecars (and ``extra`` files: the analysis) as one all-or-none set."""
+        targets = [*paths.values(), *(p for p, _ in extra)]
+        if input_path is not None and real(input_path) in {real(p) for p in targets}:
             raise OutputError(f"{input_path}: an output would overwrite this input; choose another output name")
         write_outputs({**result.masks, **{f"{k}{SOFT}": v for k, v in result.soft.items()}}, paths,
-                      self.provenance(input_path), self.task)
+                      self.provenance(input_path), self.task, extra)
 
 
 def segment(image: ImageLike, output: Union[str, Path, None] = None, *, affine: Optional[np.ndarray] = None,

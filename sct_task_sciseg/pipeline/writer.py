@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import nibabel as nib
 
@@ -18,10 +18,12 @@ from ..io.nifti import image_content
 from .provenance import sidecar
 
 
-def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path], prov: dict, task) -> Dict[str, Path]:
+def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path], prov: dict, task,
+                  extra: Sequence[Tuple[Path, Content]] = ()) -> Dict[str, Path]:
     """Write every image of ``paths`` and its sidecar (``prov`` plus the output's name, labels, description);
-    ``<name>_soft`` keys are the outputs' probability maps. All of them or none (see the module's docstring)."""
-    files: List[Tuple[Path, Content]] = []
+    ``<name>_soft`` keys are the outputs' probability maps; ``extra`` (the analysis) joins the same set. All of
+    them or none (see the module's docstring)."""
+    files: List[Tuple[Path, Content]] = list(extra)
     for name, path in paths.items():
         files.append((Path(path), image_content(masks[name], path)))
         files.append((sidecar_path(path), json.dumps(sidecar_for(prov, task, name), indent=2) + "\n"))

@@ -123,16 +123,33 @@ def _asset(name: str) -> str:
     return (ASSETS / name).read_text(encoding="utf-8")
 
 
+def _entry_problem(entry: object) -> Optional[str]:
+    """Why ``entry`` cannot be shown in the report (not a dict with an id, or a field the page cannot render)."""
+    if not isinstance(entry, dict) or not entry.get("id"):
+        return "not a QC entry (a JSON object with an id)"
+    try:
+        _row(entry, 0, True)
+        _titles([entry])
+        _flag_options([entry])
+    except Exception as exc:  # noqa: BLE001 - any field of a foreign or edited file may be wrong
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def load_entries(qc_dir) -> List[dict]:
-    """Every readable entry of ``qc_dir`` (unreadable or foreign files are skipped), in a stable order."""
+    """Every usable entry of ``qc_dir``, in a stable order; an unreadable or malformed file is reported (one
+    warning line) and left out, so it never blocks the report or a segmentation."""
     entries = []
     for path in sorted((Path(qc_dir) / ENTRIES).glob("*.json")):
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(entry, dict) and entry.get("id"):
+            problem = _entry_problem(entry)
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable ({exc})"
+        if problem is None:
             entries.append(entry)
+        else:
+            print(f"sciseg: warning: {path}: malformed QC entry, left out of the report: {problem}", file=sys.stderr)
     entries.sort(key=lambda e: tuple(str(e.get(k) or "") for k in ("dataset", "subject", "session", "file",
                                                                         "task", "model_tag")))
     return entries

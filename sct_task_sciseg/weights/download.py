@@ -25,6 +25,7 @@ from typing import Callable, List, Optional, Sequence, Union
 from ..errors import Hint, InstallError
 from ..io.hashing import CHUNK
 from .archive import html_problem
+from .locations import redact
 
 
 def _env(name: str, default: float) -> float:
@@ -167,13 +168,13 @@ def _fetch_once(url: str, part: Path, meta: Path, expected_size: Optional[int], 
     offset = 0
     if part.exists() and meta.exists():
         try:
-            if json.loads(meta.read_text()).get("url") == url:
+            if json.loads(meta.read_text()).get("key") == _url_key(url):
                 offset = part.stat().st_size
         except (OSError, ValueError):
             offset = 0
     if offset == 0:
         part.unlink(missing_ok=True)
-        meta.write_text(json.dumps({"url": url}))
+        meta.write_text(json.dumps({"url": redact(url), "key": _url_key(url)}))
     if expected_size is not None and offset == expected_size:
         return
     headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -266,7 +267,7 @@ def _from_source(url: str, dest: Path, session, retries: int, backoff: float, lo
             if attempt == retries:
                 return str(exc)
             if attempt == 0:  # one line per source, not one per attempt
-                log(f"{url}: {exc}; retrying up to {retries} times")
+                log(redact(f"{url}: {exc}; retrying up to {retries} times"))
             time.sleep(backoff * 2 ** attempt)
             continue
         size = part.stat().st_size
@@ -279,7 +280,7 @@ def _from_source(url: str, dest: Path, session, retries: int, backoff: float, lo
             return problem
         os.replace(part, dest)
         meta.unlink(missing_ok=True)
-        return Downloaded(dest, url, digest, size)
+        return Downloaded(dest, redact(url), digest, size)
     return "no attempt made"
 
 
@@ -309,7 +310,12 @@ def download(urls: Sequence[str], dest: Path, *, expected_size: Optional[int] = 
                                dict(expected_size=expected_size, quiet=quiet, size_origin=size_origin))
             if isinstance(got, Downloaded):
                 return got
-            failures.append(f"{url}: {got}")
+            failures.append(redact(f"{url}: {got}"))
             if n < len(urls):  # the last source's failure is the error itself
-                log(f"{url}: {got}; trying the next source")
+                log(redact(f"{url}: {got}; trying the next source"))
     raise InstallError("download failed: " + "; ".join(failures), hint)
+
+
+def _url_key(url: str) -> str:
+    """What a partial download records of its URL (a digest: the URL may hold credentials)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -10,8 +11,15 @@ ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"
 INSTALL_RECORD = "sciseg_install.json"  # written last into each installed release folder
 SCT_PACKAGE = "spinalcordtoolbox"
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 PathLike = Union[str, Path]
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden (``https://user:token@host/x`` →
+    ``https://***@host/x``): what the package prints, raises and stores instead of a URL."""
+    return _USERINFO.sub(r"\1***@", str(text))
 
 
 def sct_root() -> Optional[Path]:

@@ -3,26 +3,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from numbers import Integral
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import InstallError, ModelError
 from .checkpoint_file import read_checkpoint, scan
+from .plans_names import dataset_problem, names_problem, trainer_problem
 
 MODEL_FOLDER_GLOB = "nnUNetTrainer*__*__*"
 CONFIGURATION = "3d_fullres"
-# plans.json networks: only classes of dynamic_network_architectures, built from torch.nn parts
-OLD_FORMAT_NETWORKS = {
-    "PlainConvUNet": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "ResidualEncoderUNet": "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet",
-}
-_NETWORK_CLASS = re.compile(r"dynamic_network_architectures(\.[A-Za-z_]\w*)+")
-_TORCH_NN = re.compile(r"torch\.nn(\.[A-Za-z_]\w*)+")
-_TRAINER = re.compile(r"[A-Za-z_]\w*")
-
-
 def find_model_folder(root: Path) -> Path:
     """The one folder under ``root`` (itself included) holding ``dataset.json``, ``plans.json``, ``fold_*``."""
     candidates = [p.parent for p in sorted(root.rglob("plans.json"))
@@ -97,24 +87,10 @@ def plans_configuration(plans: dict, name: str = CONFIGURATION) -> Optional[dict
     return merged
 
 
-def network_problem(configuration: dict) -> Optional[str]:
-    """Why the network a plans configuration names may not be built here (only classes of
-    ``dynamic_network_architectures`` with ``torch.nn`` parts), or None."""
-    arch = configuration.get("architecture")
-    if arch is None:
-        name = configuration.get("UNet_class_name")
-        return None if name in OLD_FORMAT_NETWORKS else f"unsupported network class {name!r}"
-    if not isinstance(arch, dict) or not isinstance(arch.get("arch_kwargs"), dict):
-        return "malformed architecture entry"
-    name = arch.get("network_class_name")
-    if not isinstance(name, str) or not _NETWORK_CLASS.fullmatch(name):
-        return (f"network_class_name {name!r} is not a class of dynamic_network_architectures "
-                "(refused: a model may only name nnU-Net's network classes)")
-    for key in arch.get("_kw_requires_import") or ():
-        value = arch["arch_kwargs"].get(key)
-        if value is not None and not (isinstance(value, str) and _TORCH_NN.fullmatch(value)):
-            return f"architecture {key} {value!r} is not a torch.nn class"
-    return None
+def network_problem(configuration: dict, plans: Optional[dict] = None) -> Optional[str]:
+    """Why what a plans configuration (and its ``plans``) names may not be used here: any class or function
+    name outside the allow-list of :mod:`.plans_names`; None when all are allowed."""
+    return names_problem(plans if isinstance(plans, dict) else {}, configuration)
 
 
 def checkpoint_problem(ck: object, configuration: str = CONFIGURATION) -> Optional[str]:
@@ -134,9 +110,9 @@ def checkpoint_problem(ck: object, configuration: str = CONFIGURATION) -> Option
     trained_for = init_args.get("configuration", configuration)
     if trained_for != configuration:
         return f"trained for configuration {trained_for!r}, not {configuration}"
-    trainer = ck.get("trainer_name", "nnUNetTrainer")
-    if not isinstance(trainer, str) or not _TRAINER.fullmatch(trainer):
-        return f"trainer_name {trainer!r} is not a trainer class name"
+    problem = trainer_problem(ck.get("trainer_name", "nnUNetTrainer"))
+    if problem:
+        return problem
     axes = ck.get("inference_allowed_mirroring_axes")
     if axes is not None and not (isinstance(axes, (tuple, list)) and all(isinstance(a, Integral) for a in axes)):
         return f"inference_allowed_mirroring_axes {axes!r} is not a list of axes"
@@ -168,9 +144,12 @@ def validate_model_folder(model_folder: Path, expected_labels: Optional[Mapping[
     configuration = plans_configuration(plans)
     if configuration is None:
         raise InstallError(f"{origin}: plans.json has no {CONFIGURATION} configuration")
-    problem = network_problem(configuration)
+    problem = network_problem(configuration, plans)
     if problem:
-        raise InstallError(f"{origin}: plans.json: {problem}")
+        raise InstallError(f"{origin}: {model_folder.name}/plans.json: {problem}")
+    problem = dataset_problem(dataset)
+    if problem:
+        raise InstallError(f"{origin}: {model_folder.name}/dataset.json: {problem}")
     if expected_labels is not None:
         got = _normalise_labels(dataset.get("labels", {}))
         want = _normalise_labels(expected_labels)

@@ -26,7 +26,7 @@ from ..io.hashing import sha256_file, sha256_tree
 from ..tasks import Release, Task
 from .archive import html_problem, safe_extract
 from .download import download
-from .locations import ENV_MODELS_DIR, INSTALL_RECORD, read_only_note, release_base_urls, task_dir
+from .locations import ENV_MODELS_DIR, INSTALL_RECORD, read_only_note, redact, release_base_urls, task_dir
 from .model_folder import fold_checkpoints, find_model_folder, model_folder_name, validate_model_folder
 from .trust import TRUST_FILE, TrustRecord, mismatch, now
 
@@ -71,7 +71,7 @@ def _file_table(release_dir: Path, known: Optional[Dict[Path, str]] = None) -> D
 def _marker_to_model(release_dir: Path, marker: dict) -> InstalledModel:
     return InstalledModel(
         task_name=marker["task"], tag=marker["tag"], path=release_dir,
-        model_folder=release_dir / marker["model_folder"], url=marker.get("url", ""),
+        model_folder=release_dir / marker["model_folder"], url=redact(marker.get("url", "")),
         sha256=marker["sha256"], size=int(marker.get("size", 0)), installed_at=marker.get("installed_at", ""),
         custom=bool(marker.get("custom", False)),
     )
@@ -307,7 +307,7 @@ class _Installer:
                 raise InstallError(f"{local}: no such file or folder")
             return local, local.resolve().as_uri(), sha256_file(local), local.stat().st_size
         urls = [self.source] if self.source else [self.release.url(b) for b in release_base_urls(self.task)]
-        self.say(f"Downloading {self.task.name} release {self.release.tag} from {urls[0]}")
+        self.say(f"Downloading {self.task.name} release {self.release.tag} from {redact(urls[0])}")
         got = download(urls, self.tdir / ".downloads" / self.release.tag / self.release.asset,
                        expected_size=(self.expected or {}).get("size"), quiet=self.quiet, log=self.say,
                        verify=self._problem, size_origin=(self.expected or {}).get("origin", ""),

@@ -141,31 +141,43 @@
     return [d.id, d.dataset, d.subject, d.session, d.file, d.path, d.task, d.model, d.demo ? 'yes' : '', d.created,
             d.lesions, d.lesionVolume, d.flags, d.review, d.note];
   }
+  // a cell a spreadsheet would run as a formula (= + - @, tab, CR first) is written with a leading apostrophe,
+  // which the import takes off again
+  var FORMULA = /^[=+\-@\t\r]/;
+  function neutralise(v) { v = String(v || ''); return FORMULA.test(v) ? "'" + v : v; }
+  function restore(v) { return v.charAt(0) === "'" && FORMULA.test(v.slice(1)) ? v.slice(1) : v; }
   function reviewsCSV() {
     var list = rows().sort(function (a, b) { return (+a.dataset.order) - (+b.dataset.order); });
     return [CSV_COLUMNS.join(',')].concat(list.map(function (r) {
-      return csvValues(r.dataset).map(function (v) { return '"' + String(v || '').replace(/"/g, '""') + '"'; })
+      return csvValues(r.dataset).map(function (v) { return '"' + neutralise(v).replace(/"/g, '""') + '"'; })
         .join(',');
     })).join('\n') + '\n';
   }
-  function parseCSV(text) {
+  function parseCSV(text) {  // {rows} or {error}: a malformed quote is an error, never a silent cut
     text = text.replace(/^\ufeff/, '');
     var first = text.split(/\r?\n/, 1)[0], sep = first.indexOf(',') < 0 && first.indexOf(';') >= 0 ? ';' : ',';
-    var out = [], row = [], field = '', quoted = false, c;
+    var out = [], row = [], field = '', quoted = false, closed = false, line = 1, start = 1, c;
+    function bad(what) { return {error: 'malformed CSV: ' + what + ' (line ' + line + '); nothing imported'}; }
     for (var i = 0; i < text.length; i++) {
       c = text[i];
       if (quoted) {
+        if (c === '\n') line++;
         if (c !== '"') field += c;
-        else if (text[i + 1] === '"') { field += '"'; i++; } else quoted = false;
-      } else if (c === '"') quoted = true;
-      else if (c === sep) { row.push(field); field = ''; }
+        else if (text[i + 1] === '"') { field += '"'; i++; } else { quoted = false; closed = true; }
+      } else if (c === sep) { row.push(restore(field)); field = ''; closed = false; }
       else if (c === '\n' || c === '\r') {
         if (c === '\r' && text[i + 1] === '\n') i++;
-        row.push(field); out.push(row); row = []; field = '';
-      } else field += c;
+        row.push(restore(field)); out.push(row); row = []; field = ''; closed = false; start = ++line;
+      } else if (closed) return bad('text after a closing quote');
+      else if (c === '"') { if (field) return bad('a quote inside an unquoted cell'); quoted = true; }
+      else field += c;
     }
-    if (field || row.length) { row.push(field); out.push(row); }
-    return out.filter(function (r) { return r.length > 1 || r[0] !== ''; });
+    if (quoted) { line = start; return bad('a quoted cell is never closed'); }
+    if (field || row.length) { row.push(restore(field)); out.push(row); }
+    var rows = out.filter(function (r) { return r.length > 1 || r[0] !== ''; });
+    var wide = rows.findIndex(function (r) { return rows.length && r.length > rows[0].length; });
+    if (wide >= 0) { line = wide + 1; return bad('more cells than the header'); }
+    return {rows: rows};
   }
   function nameKey(dataset, subject, session, file) {
     return file ? [dataset || '', subject || '', session || '', file].join('\u0000') : '';
@@ -177,14 +189,16 @@
     return same.length === 1 ? same[0] : null;
   }
   function importReviews(text) {
-    var table = parseCSV(text);
+    var parsed = parseCSV(text);
+    if (parsed.error) return parsed;
+    var table = parsed.rows;
     var head = (table.shift() || []).map(function (h) { return h.trim().toLowerCase(); });
     function col(name) { return head.indexOf(name); }
     if (col('review') < 0 || (col('id') < 0 && col('image_path') < 0 && col('file') < 0)) {
       return {error: 'not a review CSV (it needs a review column and an id, image_path or file column)'};
     }
-    var index = {id: {}, path: {}, name: {}};
-    function add(map, k, r) { if (k) (map[k] = map[k] || []).push(r); }
+    var index = {id: new Map(), path: new Map(), name: new Map()};  // any text is a key (__proto__ too)
+    function add(map, k, r) { if (k) { if (!map.has(k)) map.set(k, []); map.get(k).push(r); } }
     rows().forEach(function (r) {
       var d = r.dataset;
       add(index.id, d.id, r); add(index.path, d.path, r);
@@ -196,9 +210,9 @@
       var verdict = get('review').trim().toLowerCase(), note = get('note'), model = get('model');
       if (verdict && VERDICTS.indexOf(verdict) < 0) { got.invalid++; return; }
       if (!verdict && !note) return;
-      var r = pick(index.id[get('id')], model), byFile = !r;
-      r = r || pick(index.path[get('image_path')], model) ||
-        pick(index.name[nameKey(get('dataset'), get('subject'), get('session'), get('file'))], model);
+      var r = pick(index.id.get(get('id')), model), byFile = !r;
+      r = r || pick(index.path.get(get('image_path')), model) ||
+        pick(index.name.get(nameKey(get('dataset'), get('subject'), get('session'), get('file'))), model);
       if (!r) { got.unmatched++; return; }
       setReview(r, verdict); setNote(r, note);
       got.imported++; if (byFile) got.byFile++;
@@ -216,7 +230,8 @@
     if (!file) return;
     var reader = new FileReader();
     reader.onload = function () {
-      var got = importReviews(String(reader.result));
+      var got;
+      try { got = importReviews(String(reader.result)); } catch (e) { got = {error: 'cannot import: ' + e}; }
       importInput.value = '';
       importResult.textContent = got.error ? file.name + ': ' + got.error :
         'imported ' + got.imported + ' review(s)' + (got.byFile ? ' (' + got.byFile + ' matched by file)' : '') +

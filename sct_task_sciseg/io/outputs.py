@@ -1,0 +1,96 @@
+"""The one plan of what a scan writes, built from its input, the output argument, the task and the flags.
+
+Everything that needs to know a scan's files reads it from :class:`ScanOutputs`: the collision and folder
+checks before a run, the resume rule, the writers (all of a scan's files in one all-or-none set), batch input
+discovery (a package output is never taken as an input: :func:`is_package_output`), temporary-file cleanup,
+the cluster and QC. A new output kind is one field here and its writer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .atomic import stale_temps
+from .naming import PathLike, SOFT, output_base, sidecar_path, strip_nifti_suffix
+
+ANALYSIS_SUFFIXES = {"csv": "_analysis.csv", "label": "_label{ext}", "json": "_analysis.json"}
+ROI_SHEET = "ROI_occupied_by_lesion"  # SCT's sheet name, also the CSV's
+SHEET_SUFFIXES = {"distribution": "_lesion_distribution.csv", "roi": f"_{ROI_SHEET}.csv"}  # -f
+XLSX_SUFFIXES = {"xlsx": "_analysis.xlsx"}
+
+
+def analysis_paths(base: PathLike, label_suffix: str = ".nii.gz", *, sheets: bool = False,
+                   xlsx: bool = False) -> Dict[str, Path]:
+    """The lesion analysis of ``<base>``: ``_analysis.csv``, ``_label<ext>`` (lesion ids), ``_analysis.json``;
+    with ``sheets`` (``-f``) ``distribution`` and ``roi``; with ``xlsx`` the spreadsheet."""
+    suffixes = dict(ANALYSIS_SUFFIXES, **(SHEET_SUFFIXES if sheets else {}), **(XLSX_SUFFIXES if xlsx else {}))
+    return {k: Path(f"{base}{v.format(ext=label_suffix)}") for k, v in suffixes.items()}
+
+
+@dataclass(frozen=True)
+class ScanOutputs:
+    """Every file one scan writes: masks and probability maps (each with a JSON sidecar) and the analysis."""
+
+    masks: Dict[str, Path]  # output name -> <base><suffix>.nii.gz
+    maps: Dict[str, Path] = field(default_factory=dict)  # <name>_soft -> <base><suffix>_soft.nii.gz (-soft)
+    analysis: Dict[str, Path] = field(default_factory=dict)  # csv / label / json of the finding (-analyze)
+
+    @classmethod
+    def of(cls, base: PathLike, task, soft: bool = False, analyze: bool = False) -> "ScanOutputs":
+        """The plan for outputs at ``<base>`` (no suffix) of ``task`` with the ``-soft``/``-analyze`` flags."""
+        masks = {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in task.outputs}
+        maps = {o.name + SOFT: Path(f"{base}{o.suffix}{SOFT}.nii.gz") for o in task.outputs} if soft else {}
+        finding = getattr(task.labels, "finding", None) if analyze else None
+        analysis = analysis_paths(strip_nifti_suffix(masks[finding])) if finding in masks else {}
+        return cls(masks, maps, analysis)
+
+    @classmethod
+    def for_input(cls, input_path: PathLike, output: Optional[PathLike], task, soft: bool = False,
+                  analyze: bool = False) -> "ScanOutputs":
+        return cls.of(output_base(input_path, output), task, soft, analyze)
+
+    @property
+    def images(self) -> Dict[str, Path]:
+        """Masks and probability maps by name (each written with its sidecar)."""
+        return {**self.masks, **self.maps}
+
+    @property
+    def sidecars(self) -> List[Path]:
+        return [sidecar_path(p) for p in self.images.values()]
+
+    @property
+    def folder(self) -> Path:
+        return next(iter(self.masks.values())).parent
+
+    def files(self) -> List[Path]:
+        """Every file of the scan, in writing order."""
+        return [*self.images.values(), *self.sidecars, *self.analysis.values()]
+
+    def absolute(self) -> "ScanOutputs":
+        """The same plan with absolute paths (for processes running in other folders)."""
+        def fix(d: Dict[str, Path]) -> Dict[str, Path]:
+            return {k: Path(os.path.abspath(p)) for k, p in d.items()}
+        return ScanOutputs(fix(self.masks), fix(self.maps), fix(self.analysis))
+
+    def stale_temps(self) -> List[Path]:
+        """Temporary files left beside any of them by a process killed while writing."""
+        return [t for p in self.files() for t in stale_temps(p)]
+
+
+def output_suffixes(task) -> Tuple[str, ...]:
+    """The name endings of every file a scan of ``task`` can write (all flags on): for input discovery."""
+    plan = ScanOutputs.of("", task, soft=True, analyze=True)
+    names = {p.name for p in plan.files()} | {p.name.replace(".nii.gz", ".nii") for p in plan.files()}
+    finding = next((p.name for p in plan.analysis.values() if p.name.endswith(ANALYSIS_SUFFIXES["csv"])), None)
+    if finding:  # sciseg_analyze_lesion's -f tables and spreadsheet of the same mask
+        stem = finding[:-len(ANALYSIS_SUFFIXES["csv"])]
+        names |= {stem + v for v in (*SHEET_SUFFIXES.values(), *XLSX_SUFFIXES.values())}
+    return tuple(sorted(names))
+
+
+def is_package_output(path: PathLike, tasks: Iterable) -> bool:
+    """True when ``path`` is named like a file this package writes for any of ``tasks``."""
+    name = Path(path).name
+    return any(name.endswith(suffix) for task in tasks for suffix in output_suffixes(task))
