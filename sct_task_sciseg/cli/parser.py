@@ -7,7 +7,9 @@ import sys
 from typing import Callable, NoReturn
 
 from .. import __version__
+from ..config import epilog as config_epilog
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
+from ..tasks import get_task
 
 EPILOG = """\
 examples:
@@ -21,18 +23,16 @@ examples:
   sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
   sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
 
-post-processing (class-aware, all off by default):
-  -largest      keeps the largest connected CORD component (lesions outside it are dropped with it)
-  -fill-holes   fills enclosed holes of the CORD
-  -remove-small drops LESION components below a size (5mm3, 10vox); prefix sc: to act on the cord
-  -thr          threshold on the cord and lesion region probabilities (nnU-Net's default is 0.5)
+post-processing (class-aware, all off by default; {task}):
+  -largest      keeps the largest connected {PARENT} component ({findings} outside it are dropped with it)
+  -fill-holes   fills enclosed holes of the {PARENT}
+  -remove-small drops {FINDING} components below a size (5mm3, 10vox); prefix {parent_name}: to act on the {parent}
+  -thr          threshold on the {outputs} region probabilities (nnU-Net's default is 0.5)
 
-limits (environment; checked from each header before its data are read):
-  SCISEG_MAX_MODEL_VOXELS  largest image in voxels, as stored and at the model's spacing (default 2**27; 0: none)
-  SCISEG_CHECK_MEMORY      0: do not refuse inputs whose estimated memory exceeds the available memory
+{environment}
 
-Paths, collisions (an output that is an input, two inputs with one output) and flags are checked before
-anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
+Limits are checked from each header before its data are read. Paths, collisions (an output that is an input,
+two inputs with one output) and flags are checked before anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
 """
 
 
@@ -88,7 +88,7 @@ def _finite(value: float) -> float:
 
 
 THRESHOLD = _checked(float, check_threshold, "a probability")
-THREADS = _checked(int, check_threads, "a whole number of threads")
+THREADS = _checked(int, lambda v: check_threads(v, machine=False), "a whole number of threads")
 TILE_STEP = _checked(float, lambda v: check_tile_step_size(_finite(v)), "a fraction of a tile")
 FOLD = _checked(int, _non_negative(1000), "a fold number")
 SEED = _checked(int, _non_negative(2 ** 32), "a seed")
@@ -96,10 +96,22 @@ COUNT = _checked(int, _positive(100_000), "a whole number")
 CHECKPOINT = _checked(str, _file_name, "a file name")
 
 
+def epilog(task=None) -> str:
+    """The ``-h`` epilog: the post-processing roles of ``task``'s label scheme (default: the default task) and
+    the environment variables of :mod:`sct_task_sciseg.config`."""
+    task = task or get_task(None)
+    scheme = task.labels
+    parent = scheme.output(scheme.parent)
+    finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
+    return EPILOG.format(task=task.name, PARENT=parent.display.upper(), parent=parent.display,
+                         parent_name=parent.name, FINDING=finding.upper(), findings=f"{finding}s",
+                         outputs=" and ".join(o.display for o in scheme.outputs), environment=config_epilog())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
     _inputs_and_models(p)
     _postprocessing(p)
     _inference(p)
@@ -223,3 +235,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Checks that involve more than one value (argparse checks each value on its own)."""
     if args.folds and len(set(args.folds)) != len(args.folds):
         parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")
+    if args.threads and args.scheduler in (None, "local"):  # the model loads on this machine
+        try:
+            check_threads(args.threads)
+        except ValueError as exc:
+            parser.error(f"argument -threads: {exc}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import List, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..log import logger
 from ..weights.store import recorded_checkpoints
 from . import nnunet_compat
 from .checkpoints import load_weights
@@ -41,8 +41,8 @@ def _stock_fallback(resolved: Resolved, verbose: bool) -> bool:
         return False
     lost = " (-fast and -crop are not available: running every tile)" if \
         (resolved.crop != "none" or resolved.tiles != "patch") else ""
-    print(f"warning: nnU-Net's stock predictor is used, same masks, slower{lost}: {problems[0]}"
-          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), file=sys.stderr)
+    logger.warning(f"nnU-Net's stock predictor is used, same masks, slower{lost}: {problems[0]}"
+                   + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     return True
 
 
@@ -73,7 +73,7 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
     engine.load_state_dict(parameters[0])
     if settings.verbose:
         for note in resolved.notes:
-            print(f"note: {note}", file=sys.stderr)
+            logger.info(note)
     stock = _stock_fallback(resolved, settings.verbose)
     if stock:
         predictor_cls = nn.predictor

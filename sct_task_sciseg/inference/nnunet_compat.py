@@ -106,10 +106,10 @@ def _compile_requested() -> bool:
 @contextlib.contextmanager
 def _import_environment() -> Iterator[None]:
     """nnU-Net's variables, set for its import only: no path warnings, no cap of 8 worker threads."""
-    from .settings import default_threads
+    from ..machine import cores
 
     wanted = {"nnUNet_raw": os.devnull, "nnUNet_preprocessed": os.devnull, "nnUNet_results": os.devnull,
-              "nnUNet_def_n_proc": str(default_threads())}
+              "nnUNet_def_n_proc": str(cores())}
     added = [k for k in wanted if k not in os.environ]
     for k in added:
         os.environ[k] = wanted[k]

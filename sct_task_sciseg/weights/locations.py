@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import List, Optional, Union
 
+from ..config import get
+
 ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"
 SCT_PACKAGE = "spinalcordtoolbox"
@@ -39,8 +41,8 @@ def resolve_models_dir(explicit: Optional[PathLike] = None) -> Path:
     """explicit argument > ``$SCISEG_MODELS_DIR`` > SCT's data/deepseg_models > platformdirs user data dir."""
     if explicit:
         return Path(explicit).expanduser()
-    if os.environ.get(ENV_MODELS_DIR):
-        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
+    if get(ENV_MODELS_DIR):
+        return Path(get(ENV_MODELS_DIR))
     sct = sct_models_dir()
     if sct is not None and sct.parent.is_dir():
         return sct
@@ -54,5 +56,5 @@ def task_dir(task, models_dir: Optional[PathLike] = None) -> Path:
 
 def release_base_urls(task) -> List[str]:
     """``$SCISEG_RELEASE_URL`` (one or more base URLs, comma/space separated) replaces upstream."""
-    env = os.environ.get(ENV_RELEASE_URL, "").replace(",", " ").split()
+    env = (get(ENV_RELEASE_URL) or "").replace(",", " ").split()
     return env or [task.base_url]

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 from urllib.parse import unquote, urlparse
 
 from .. import __version__
+from ..config import get
 from ..errors import Hint, InstallError, ModelError
 from ..io.atomic import atomic_write
 from ..io.hashing import sha256_file, sha256_tree
@@ -177,7 +178,7 @@ def _cleanup_stale(tdir: Path) -> None:
 
 def lock_timeout() -> float:
     """Seconds an install waits for another install of the same task (``SCISEG_LOCK_TIMEOUT``)."""
-    return float(os.environ.get("SCISEG_LOCK_TIMEOUT", 3600))
+    return float(get("SCISEG_LOCK_TIMEOUT"))
 
 
 @contextlib.contextmanager
