@@ -52,7 +52,7 @@ VARIABLES = (
        "base URL(s) replacing `https://github.com/ivadomed/model_seg_sci/releases/download`, tried in order "
        "(`{base}/{tag}/{asset}`)"),
     _V("SCISEG_CACHE_DIR", "path", None, "where exported networks (OpenVINO, ONNX) are kept",
-       "where exported networks (OpenVINO IR, ONNX; ~100 MB per model and tile shape) are kept; default: the "
+       "where exported networks (OpenVINO IR, ONNX; one per model, precision and tile shape) are kept; default: the "
        "user cache folder (`~/.cache/sct_task_sciseg` on Linux); safe to delete"),
     _V("SCISEG_CONNECT_TIMEOUT", "number", 15.0, "seconds to connect to a release server"),
     _V("SCISEG_READ_TIMEOUT", "number", 60.0, "seconds without data before a download attempt is cut"),

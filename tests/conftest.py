@@ -70,9 +70,13 @@ def segmenter(installed_model):
     return Segmenter(model_folder=installed_model.model_folder, threads=2, quiet=True)
 
 
+#: The ``sciseg`` command as a process: ``python -m sct_task_sciseg`` runs the console entry point
+#: (:func:`sct_task_sciseg.cli.console_main`) of the package under test, whatever script an environment holds.
+SCISEG_COMMAND = [sys.executable, "-m", "sct_task_sciseg"]
+
+
 def run_cli(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    """The ``sciseg`` console script as a real process."""
-    exe = Path(sys.executable).with_name("sciseg")
+    """The ``sciseg`` command as a real process."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=full_env,
+    return subprocess.run([*SCISEG_COMMAND, *map(str, args)], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=timeout)

@@ -32,7 +32,8 @@ post-processing (class-aware, all off by default; {task}):
 {environment}
 
 Limits are checked from each header before its data are read. Paths, collisions (an output that is an input,
-two inputs with one output) and flags are checked before anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
+two inputs with one output) and flags are checked before anything loads; Ctrl-C exits with 130 and SIGTERM
+with 143, leaving no partial output.
 """
 
 
