@@ -1,7 +1,9 @@
 """Shared fixtures: real data by path, real release zips, a real loopback release server, isolated models dirs."""
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,78 @@ V1 = SCISEG.release("r20240130")
 EMBEDDED_ZIP = SCISEG.demo_release.embedded_path()
 
 needs_data = pytest.mark.skipif(not T2_FAKE_LESION.is_file(), reason=f"test data not found under {DATA}")
+
+
+def sct_pythons() -> list:
+    """The Pythons of real SCT environments, from the environment only: ``SCISEG_SCT_PYTHONS`` (separated by
+    ``os.pathsep``) and ``SCISEG_SCT_PYTHON``; existing files, each once, in that order."""
+    named = os.environ.get("SCISEG_SCT_PYTHONS", "").split(os.pathsep) + [os.environ.get("SCISEG_SCT_PYTHON", "")]
+    return [Path(p) for p in dict.fromkeys(named) if p and Path(p).is_file()]
+
+
+# -- test tiers ---------------------------------------------------------------------------------------------
+#: Every marker of the suite, registered here only (``--strict-markers`` refuses any other). Markers are given
+#: by the rules of :func:`tier_marks` (a test may also carry one explicitly). The fast tier is
+#: ``python -m pytest -q -m "not slow" tests``.
+MARKERS = {
+    "slow": "runs a model, starts a process or needs an optional environment (the fast tier leaves it out)",
+    "subprocess": "starts a process: the sciseg command, a Python child, a server",
+    "sct": "needs a real SCT environment (SCISEG_SCT_PYTHON / SCISEG_SCT_PYTHONS)",
+    "cluster": "runs Dask (pip install \"sct_task_sciseg[cluster]\")",
+    "slurm": "runs dask-jobqueue's SLURM cluster",
+    "browser": "renders the QC page in a headless Chromium",
+}
+#: Fixtures that load or run a model (directly or through another fixture).
+MODEL_FIXTURES = {"installed_model", "segmenter", "other_segmenter"}
+PROCESS_CALL = re.compile(r"\b(run_cli|start_cli|subprocess|Popen|SCISEG_COMMAND|sys\.executable)\b")
+SCT_USE = re.compile(r"\b(SCT_PYTHONS?|SCT_ENVS|sct_pythons|needs_sct)\b")
+
+
+def _sources(fn, depth: int = 2) -> str:
+    """The source of ``fn`` and of the functions of its module that it calls (``depth`` levels)."""
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+    if depth:
+        module = sys.modules.get(getattr(fn, "__module__", ""), None)
+        for name in set(re.findall(r"\b([A-Za-z_]\w*)\(", text)):
+            helper = getattr(module, name, None)
+            if inspect.isfunction(helper) and helper is not fn:
+                text += _sources(helper, depth - 1)
+    return text
+
+
+def tier_marks(item) -> set:
+    """The markers a collected test gets from what it uses."""
+    fn = getattr(item, "function", None)
+    text = _sources(fn) if fn is not None else ""
+    module = Path(str(item.fspath)).name
+    marks = {m.name for m in item.iter_markers()} & set(MARKERS)
+    if PROCESS_CALL.search(text):
+        marks.add("subprocess")
+    if SCT_USE.search(text) or module == "test_sct_install.py":
+        marks.add("sct")
+    if module == "test_cluster.py":
+        marks.add("cluster")
+    if "slurm" in item.name:
+        marks.add("slurm")
+    if "chromium" in text.lower():
+        marks.add("browser")
+    if marks or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        marks.add("slow")
+    return marks
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in sorted(tier_marks(item)):
+            item.add_marker(name)
 
 
 @pytest.fixture(autouse=True)
