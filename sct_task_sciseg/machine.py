@@ -1,4 +1,5 @@
-"""Facts about the machine this process runs on: cores, memory, CPU feature flags (read when asked)."""
+"""Facts about the machine this process runs on: cores, memory, CPU feature flags, installed packages (read
+when asked)."""
 from __future__ import annotations
 
 import os
@@ -43,3 +44,12 @@ def cpu_flags() -> Set[str]:
     except OSError:
         pass
     return set()
+
+
+def module_available(name: str) -> bool:
+    """True when this Python can import the package ``name`` (found without importing it)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

@@ -147,6 +147,73 @@ def _is_reexport(importer: str, imported: str) -> bool:
     return imported.startswith(importer + ".")
 
 
+#: Import cycles allowed when imports inside functions count too, each as the set of its modules. The SCT
+#: start-up hook hands a just-imported SCT module to the adapter (``sct_hook`` → ``sct``), and the adapter
+#: reads the hook's finder and switches (``sct`` → ``sct_hook``); the hook itself must import nothing at start-up.
+CYCLES_ALLOWED = [
+    {"sct_task_sciseg.sct", "sct_task_sciseg.sct.launcher", "sct_task_sciseg.sct.registry",
+     "sct_task_sciseg.sct_hook"},
+]
+#: Cycles still in the code, to be removed (an entry that no longer occurs is ignored): the cluster opens
+#: through the executors module, which runs the cluster's jobs.
+CYCLES_PENDING = [{"sct_task_sciseg.batch.cluster", "sct_task_sciseg.batch.executors"}]
+
+
+def _strongly_connected(graph: Dict[str, Set[str]]) -> Iterator[Set[str]]:
+    """Tarjan's algorithm: each set of modules that import each other, directly or not (size > 1)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: list = []
+    on_stack: Set[str] = set()
+
+    def visit(v: str) -> Iterator[Set[str]]:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                yield from visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.add(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                yield part
+
+    for v in sorted(graph):
+        if v not in index:
+            yield from visit(v)
+
+
+def _all_imports_graph() -> Dict[str, Set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: {t for t, _, _ in _imports(name, path, known) if t in known and t != name
+                   and not _is_reexport(name, t)}
+            for name, path in modules.items()}
+
+
+def test_no_import_cycle_with_imports_inside_functions():
+    cycles = [part for part in _strongly_connected(_all_imports_graph())
+              if not any(part <= allowed for allowed in CYCLES_ALLOWED + CYCLES_PENDING)]
+    assert not cycles, "import cycles (imports inside functions count): " + "; ".join(
+        " <-> ".join(sorted(c)) for c in cycles)
+
+
+def test_the_cycle_check_sees_imports_inside_functions():
+    graph = {"a": {"b"}, "b": {"a"}, "c": set()}
+    assert list(_strongly_connected(graph)) == [{"a", "b"}]
+    graph = _all_imports_graph()
+    assert "sct_task_sciseg.sct" in graph["sct_task_sciseg.sct_hook"]  # imported inside a method
+
+
 def test_task_definitions_load_without_heavy_modules():
     code = ("import sys, json; import sct_task_sciseg.tasks as t; t.get_task(t.SCISEG.name); "
             "print(json.dumps(sorted(m for m in ('numpy', 'torch', 'nnunetv2', 'nibabel', 'scipy') if m in sys.modules)))")

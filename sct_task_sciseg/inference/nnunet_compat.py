@@ -256,7 +256,7 @@ def runtime_problem() -> Optional[SciSegError]:
     """Why no model can run in this Python: torch or nnU-Net missing, two nnU-Nets installed over each other
     (PyPI's ``nnunetv2`` beside SCT 7.x's ``nnunetv2-neuropoly``: SCT's sct_deepseg is broken), or an nnU-Net
     release that must not be used. None when a model can run."""
-    from .settings import module_available
+    from ..machine import module_available
 
     found = installed_distributions()
     if len(found) > 1:

@@ -22,7 +22,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ModelError, SettingError
 from ..log import logger
-from ..machine import cores, cpu_flags
+from ..machine import cores, cpu_flags, module_available
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
@@ -117,14 +117,6 @@ def fp16_cpu_warning(flags: set) -> Optional[str]:
         return None
     return ("-precision fp16 on this CPU (no AVX512-FP16/AMX-FP16): PyTorch emulates fp16 and runs "
             "~80x slower than fp32 (measured on an AVX-512 BF16 AMD EPYC); use -precision fp32 (exact) or bf16")
-
-
-def module_available(name: str) -> bool:
-    import importlib.util
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _resolve_device(name: str):
