@@ -33,6 +33,17 @@ def sct_pythons() -> list:
     return [Path(p) for p in dict.fromkeys(named) if p and Path(p).is_file()]
 
 
+def sct_python(version: str):
+    """The first of :func:`sct_pythons` whose SCT has release ``version`` (its ``version.txt``), else None."""
+    code = ("import importlib.util as u, pathlib as p; s = u.find_spec('spinalcordtoolbox'); "
+            "print((p.Path(list(s.submodule_search_locations)[0]) / 'version.txt').read_text().strip())")
+    for python in sct_pythons():
+        r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+        if r.returncode == 0 and r.stdout.strip() == version:
+            return python
+    return None
+
+
 # -- test tiers ---------------------------------------------------------------------------------------------
 #: Every marker of the suite, registered here only (``--strict-markers`` refuses any other). Markers are given
 #: by the rules of :func:`tier_marks` (a test may also carry one explicitly). The fast tier is
