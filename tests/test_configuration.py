@@ -82,6 +82,11 @@ def test_help_roles_come_from_the_task():
     text = epilog(OTHER)
     assert "largest connected TISSUE component (spots outside" in text and "prefix tissue: to act on the tissue" in text
     assert "cord" not in text.split("post-processing")[1].split("environment")[0]
+    help_text = " ".join(build_parser(OTHER).format_help().split())
+    assert "1: keep the largest tissue component" in help_text and "1: fill holes in the tissue" in help_text
+    assert "<in>_tissue_seg_soft.nii.gz and <in>_spot_seg_soft.nii.gz" in help_text
+    assert "remove spot components smaller than SIZE (5mm3, 10vox; tissue:200mm3 for the tissue)" in help_text
+    assert f"(default: {OTHER.name})" in help_text and OTHER.description in help_text
 
 
 def test_machine_facts_live_in_one_module():

@@ -109,24 +109,27 @@ def epilog(task=None) -> str:
                          outputs=" and ".join(o.display for o in scheme.outputs), environment=config_epilog())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task=None) -> argparse.ArgumentParser:
+    """The ``sciseg`` parser; the help's roles and names come from ``task`` (default: the default task)."""
+    task = task or get_task(None)
     p = Parser(
-        prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
-        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
-    _inputs_and_models(p)
-    _postprocessing(p)
+        prog="sciseg", description=f"{task.description}, as sct_deepseg does it.",
+        epilog=epilog(task), formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
+    _inputs_and_models(p, task)
+    _postprocessing(p, task.labels)
     _inference(p)
     _analysis_and_cluster(p)
     _qc_and_other(p)
     return p
 
 
-def _inputs_and_models(p: argparse.ArgumentParser) -> None:
+def _inputs_and_models(p: argparse.ArgumentParser, task) -> None:
     io = p.add_argument_group("input/output")
     io.add_argument("-i", nargs="+", metavar="FILE", help="input image(s): NIfTI files, folders or a BIDS dataset")
-    io.add_argument("-o", metavar="OUT", help="output base (X.nii.gz → X_sc_seg.nii.gz) or folder (ends with /)")
+    io.add_argument("-o", metavar="OUT", help=f"output base (X.nii.gz → X{task.labels.outputs[0].suffix}.nii.gz) "
+                    "or folder (ends with /)")
     io.add_argument("-task", default=None, metavar="NAME[@TAG]",
-                    help="task name or alias, optionally @release tag (default: seg_sc_lesion_t2w_sci)")
+                    help=f"task name or alias, optionally @release tag (default: {task.name})")
     mdl = p.add_argument_group("model installation")
     mdl.add_argument("-install-task", "-install", dest="install", nargs="?", const="", metavar="NAME[@TAG]",
                      help="install (download and verify) a task's model release and exit")
@@ -138,20 +141,23 @@ def _inputs_and_models(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("-list-tasks", action="store_true", help="list tasks with installed and available releases")
 
 
-def _postprocessing(p: argparse.ArgumentParser) -> None:
+def _postprocessing(p: argparse.ArgumentParser, scheme) -> None:
+    parent = scheme.output(scheme.parent)
+    finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
+    soft = " and ".join(f"<in>{o.suffix}_soft.nii.gz" for o in scheme.outputs)
     pp = p.add_argument_group("post-processing (see below)")
     pp.add_argument("-thr", type=THRESHOLD, default=None,
                     help="region probability threshold, 0 < THR < 1 (default: nnU-Net's 0.5)")
     pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: keep the largest cord component")
+                    help=f"1: keep the largest {parent.display} component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: fill holes in the cord")
+                    help=f"1: fill holes in the {parent.display}")
     pp.add_argument("-soft", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: also write each output's probability map, <in>_sc_seg_soft.nii.gz and "
-                         "<in>_lesion_seg_soft.nii.gz (float32 in [0, 1], same inference; the mask at -thr T is "
-                         "soft >= T, before post-processing)")
+                    help=f"1: also write each output's probability map, {soft} (float32 in [0, 1], same "
+                         "inference; the mask at -thr T is soft >= T, before post-processing)")
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
-                    help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
+                    help=f"remove {finding} components smaller than SIZE (5mm3, 10vox; {parent.name}:200mm3 for "
+                         f"the {parent.display})")
 
 
 def _inference(p: argparse.ArgumentParser) -> None:
