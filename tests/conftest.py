@@ -23,7 +23,10 @@ V2 = SCISEG.release("r20240729")
 V1 = SCISEG.release("r20240130")
 EMBEDDED_ZIP = SCISEG.demo_release.embedded_path()
 
-needs_data = pytest.mark.skipif(not T2_FAKE_LESION.is_file(), reason=f"test data not found under {DATA}")
+#: The tests of a module (``pytestmark = needs_data``) or one test that may read the shared volumes; those that
+#: do (:func:`uses_shared_data`) are skipped without them, the pure ones always run.
+needs_data = pytest.mark.shared_data
+DATA_USE = re.compile(r"\b(T2_FAKE_LESION|DATA|SHARED|T2|copy_input|slow_input|sct_testing_data)\b")
 
 
 def sct_pythons() -> list:
@@ -55,6 +58,7 @@ MARKERS = {
     "cluster": "runs Dask (pip install \"sct_task_sciseg[cluster]\")",
     "slurm": "runs dask-jobqueue's SLURM cluster",
     "browser": "renders the QC page in a headless Chromium",
+    "shared_data": "may read the shared volumes (SCISEG_TEST_DATA); a test that does is skipped without them",
 }
 #: Fixtures that load or run a model (directly or through another fixture).
 MODEL_FIXTURES = {"installed_model", "segmenter", "other_segmenter"}
@@ -77,12 +81,23 @@ def _sources(fn, depth: int = 2) -> str:
     return text
 
 
+def uses_shared_data(fn) -> bool:
+    """True when ``fn`` (or a function of its module that it calls) names the shared volumes."""
+    return bool(DATA_USE.search(_sources(fn)))
+
+
+def _functions(item) -> list:
+    """The test function and the functions of the fixtures it uses."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return [getattr(item, "function", None)] + [d[-1].func for name, d in defs.items() if d]
+
+
 def tier_marks(item) -> set:
     """The markers a collected test gets from what it uses."""
     fn = getattr(item, "function", None)
     text = _sources(fn) if fn is not None else ""
     module = Path(str(item.fspath)).name
-    marks = {m.name for m in item.iter_markers()} & set(MARKERS)
+    marks = {m.name for m in item.iter_markers()} & set(MARKERS) - {"shared_data"}
     if PROCESS_CALL.search(text):
         marks.add("subprocess")
     if SCT_USE.search(text) or module == "test_sct_install.py":
@@ -104,9 +119,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    missing = pytest.mark.skip(reason=f"test data not found under {DATA}")
     for item in items:
         for name in sorted(tier_marks(item)):
             item.add_marker(name)
+        if item.get_closest_marker("shared_data") and not T2_FAKE_LESION.is_file() and any(
+                fn is not None and uses_shared_data(fn) for fn in _functions(item)):
+            item.add_marker(missing)
 
 
 @pytest.fixture(autouse=True)
