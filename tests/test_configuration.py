@@ -114,11 +114,15 @@ def test_threads_are_capped_where_the_model_loads():
         SegmenterConfig(threads=0)
 
 
-def test_no_sciseg_default_inside_generic_post_processing():
+def test_no_sciseg_default_inside_generic_functions():
+    import dataclasses
     import inspect
 
     from sct_task_sciseg.pipeline import postprocess
-    for fn in (postprocess.apply, postprocess.parse_size):
-        assert inspect.signature(fn).parameters["scheme"].default is inspect.Parameter.empty, fn.__name__
+    from sct_task_sciseg.qc import geometry
+    for fn, name in ((postprocess.apply, "scheme"), (postprocess.parse_size, "scheme"),
+                     (geometry.canonical_scan, "roles")):
+        assert inspect.signature(fn).parameters[name].default is inspect.Parameter.empty, fn.__name__
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(geometry.Roles))
     tree = ast.parse((PACKAGE / "pipeline" / "postprocess.py").read_text())
     assert "SCISEG" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
