@@ -57,7 +57,7 @@ def test_plain_install_into_sct_changes_none_of_its_packages(python):
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-2000:]
         assert guarded_versions(python) == before
-        check = subprocess.run([python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.nnunet_compat as c;"
+        check = subprocess.run([python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.runtime as c;"
                                 " print(c.runtime_problem())"], capture_output=True, text=True, timeout=300)
         assert check.stdout.strip() == "None", check.stderr[-2000:]
     finally:

@@ -20,6 +20,7 @@ from . import nnunet_compat
 from .checkpoints import load_weights
 from .engines import NetworkEngine, OpenVINOEngine, make_engine, weights_key
 from .network import build_network, input_channels, network_strides
+from .runtime import require_runtime
 from .settings import PredictorSettings, Resolved, resolve
 
 
@@ -48,7 +49,7 @@ def _stock_fallback(resolved: Resolved, verbose: bool) -> bool:
 
 def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedModel:
     """An initialised predictor for ``model_folder`` and its checkpoints (imports torch and nnU-Net)."""
-    nnunet_compat.require_runtime()
+    require_runtime()
     import torch
 
     nn = nnunet_compat.import_nnunet()

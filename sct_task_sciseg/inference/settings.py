@@ -136,7 +136,7 @@ def _resolve_device(name: str):
 
 def resolve(settings: PredictorSettings) -> Resolved:
     """Turn ``auto`` settings into concrete ones for this machine (imports torch)."""
-    from .nnunet_compat import require_runtime
+    from .runtime import require_runtime
     require_runtime()
     import torch
 

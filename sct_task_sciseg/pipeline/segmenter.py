@@ -65,7 +65,7 @@ class Segmenter:
             tile_step_size=tile_step_size, test_time_aug=test_time_aug,
             folds=folds, checkpoint=checkpoint, postprocessing=postprocessing,
             quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast, soft=soft)
-        from ..inference.nnunet_compat import require_runtime
+        from ..inference.runtime import require_runtime
         require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
         self.settings = self.config.predictor_settings(self.task)
