@@ -71,7 +71,7 @@ class OutputError(SciSegError):
 
 
 class ConfigError(SciSegError, ValueError):
-    """An ``SCISEG_*`` environment variable holds a value of the wrong type (:mod:`sct_task_sciseg.config`)."""
+    """An ``SCISEG_*`` environment variable holds a value of the wrong type (:mod:`sct_task_sciseg.environment`)."""
 
 
 class SettingError(SciSegError, ValueError):

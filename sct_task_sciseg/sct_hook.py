@@ -8,7 +8,8 @@ puts a small finder at the front of ``sys.meta_path``. Nothing else happens unti
 adds the tasks to its ``MODELS``/``TASKS`` dicts. Any failure prints one warning and SCT goes on unchanged.
 
 This module is imported at the start of every Python process of SCT's environment: it imports nothing beyond
-``sys`` and, for its switches, :mod:`sct_task_sciseg.config` (``os`` only; no torch, no nnU-Net, no SCT). ``SCISEG_SCT_HOOK=0`` turns the hook off for one run.
+``sys`` and, for its switches, :mod:`sct_task_sciseg.environment` (``os`` only; no torch, no nnU-Net, no SCT).
+``SCISEG_SCT_HOOK=0`` turns the hook off for one run.
 """
 import sys
 
@@ -18,9 +19,9 @@ ENV_REPLACE = "SCISEG_SCT_REPLACE_BUILTIN"
 
 
 def flag(name, default=False):
-    """An on/off variable of :mod:`sct_task_sciseg.config` (os-only); unset or not a switch → its default there,
+    """An on/off variable of :mod:`sct_task_sciseg.environment` (os-only); unset or not a switch → its default there,
     so that SCT always starts (``default``: kept for callers)."""
-    from .config import lenient
+    from .environment import lenient
     return lenient(name)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sct_task_sciseg import config
+from sct_task_sciseg import environment
 from sct_task_sciseg.cli import main
 from sct_task_sciseg.cli.parser import build_parser, check_args, epilog
 from sct_task_sciseg.errors import ConfigError, SciSegError, SettingError
@@ -25,12 +25,13 @@ def _sources():
 
 def test_every_variable_the_package_names_is_in_the_table_and_back():
     named = {m for text in _sources().values() for m in re.findall(r"SCISEG_[A-Z_]+[A-Z]", text)}
-    assert named == set(config.BY_NAME), (sorted(named - set(config.BY_NAME)), sorted(set(config.BY_NAME) - named))
-    assert len(config.VARIABLES) == 19 and all(v.kind in config.KINDS and v.brief for v in config.VARIABLES)
+    table = set(environment.BY_NAME)
+    assert named == table, (sorted(named - table), sorted(table - named))
+    assert len(environment.VARIABLES) == 19 and all(v.kind in environment.KINDS and v.brief for v in environment.VARIABLES)
 
 
 def test_only_the_table_reads_the_environment_for_its_variables():
-    readers = [name for name, text in _sources().items() if name != "config.py"
+    readers = [name for name, text in _sources().items() if name != "environment.py"
                and re.search(r"environ(?:\.get\(|\[)\s*[\"']SCISEG_", text)]
     assert readers == []
 
@@ -44,7 +45,7 @@ def test_only_the_table_reads_the_environment_for_its_variables():
 ])
 def test_an_invalid_value_is_one_line_naming_the_variable(name, raw, expected):
     with pytest.raises(ConfigError) as info:
-        config.get(name, {name: raw})
+        environment.get(name, {name: raw})
     assert str(info.value) == expected
     assert isinstance(info.value, ValueError) and isinstance(info.value, SciSegError)
 
@@ -52,12 +53,12 @@ def test_an_invalid_value_is_one_line_naming_the_variable(name, raw, expected):
 def test_values_and_defaults():
     env = {"SCISEG_RETRIES": " 5 ", "SCISEG_BACKOFF": "0.25", "SCISEG_CHECK_MEMORY": "off",
            "SCISEG_MAX_MODEL_VOXELS": "1e6", "SCISEG_MODELS_DIR": "~/m", "SCISEG_SCT_HOOK": ""}
-    assert config.get("SCISEG_RETRIES", env) == 5 and config.get("SCISEG_BACKOFF", env) == 0.25
-    assert config.get("SCISEG_CHECK_MEMORY", env) is False and config.get("SCISEG_MAX_MODEL_VOXELS", env) == 10 ** 6
-    assert config.get("SCISEG_MODELS_DIR", env) == str(Path.home() / "m")
-    assert config.get("SCISEG_SCT_HOOK", env) is True  # empty: the default
-    assert config.get("SCISEG_LOCK_TIMEOUT", {}) == 3600.0 and config.get("SCISEG_MAX_MODEL_VOXELS", {}) == 2 ** 27
-    assert config.lenient("SCISEG_SCT_HOOK", {"SCISEG_SCT_HOOK": "garbage"}) is True  # SCT starts regardless
+    assert environment.get("SCISEG_RETRIES", env) == 5 and environment.get("SCISEG_BACKOFF", env) == 0.25
+    assert environment.get("SCISEG_CHECK_MEMORY", env) is False and environment.get("SCISEG_MAX_MODEL_VOXELS", env) == 10 ** 6
+    assert environment.get("SCISEG_MODELS_DIR", env) == str(Path.home() / "m")
+    assert environment.get("SCISEG_SCT_HOOK", env) is True  # empty: the default
+    assert environment.get("SCISEG_LOCK_TIMEOUT", {}) == 3600.0 and environment.get("SCISEG_MAX_MODEL_VOXELS", {}) == 2 ** 27
+    assert environment.lenient("SCISEG_SCT_HOOK", {"SCISEG_SCT_HOOK": "garbage"}) is True  # SCT starts regardless
 
 
 def test_a_bad_download_setting_is_reported_by_the_command(server, tmp_path, monkeypatch, capsys):
@@ -70,11 +71,11 @@ def test_a_bad_download_setting_is_reported_by_the_command(server, tmp_path, mon
 
 def test_readme_table_and_help_come_from_the_table():
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- config table: generated from sct_task_sciseg/config.py -->\n(.*?)\n<!-- end of config",
+    block = re.search(r"<!-- config table: generated from sct_task_sciseg/environment.py -->\n(.*?)\n<!-- end of config",
                       readme, re.S)
-    assert block and block.group(1) == config.markdown_table(), "README table differs: python -m sct_task_sciseg.config"
-    assert config.epilog() in build_parser().epilog
-    assert all(f"\n  {v.name} " in build_parser().epilog for v in config.VARIABLES)
+    assert block and block.group(1) == environment.markdown_table(), "README table differs: python -m sct_task_sciseg.environment"
+    assert environment.epilog() in build_parser().epilog
+    assert all(f"\n  {v.name} " in build_parser().epilog for v in environment.VARIABLES)
 
 
 def test_help_roles_come_from_the_task():

@@ -101,7 +101,8 @@ def test_warnings_go_through_the_package_logger(caplog, monkeypatch):
 #: Core modules that write to the terminal on purpose: progress bars and batch lines (owned by the batch), an
 #: install's progress lines (``quiet`` turns them off), the commands of the QC report and of the configuration
 #: table, and the logger's console stream.
-PRINTS_ALLOWED = {"batch/progress.py", "batch/runner.py", "weights/store.py", "qc/report.py", "config.py", "log.py"}
+PRINTS_ALLOWED = {"batch/progress.py", "batch/runner.py", "weights/store.py", "qc/report.py", "environment.py",
+                  "log.py"}
 ADAPTERS = ("cli/", "sct/", "demo/", "sct_hook.py", "__main__.py")
 
 

@@ -7,7 +7,7 @@ import sys
 from typing import Callable, NoReturn
 
 from .. import __version__
-from ..config import epilog as config_epilog
+from ..environment import epilog as config_epilog
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
 from ..tasks import get_task
 
@@ -99,7 +99,7 @@ CHECKPOINT = _checked(str, _file_name, "a file name")
 
 def epilog(task=None) -> str:
     """The ``-h`` epilog: the post-processing roles of ``task``'s label scheme (default: the default task) and
-    the environment variables of :mod:`sct_task_sciseg.config`."""
+    the environment variables of :mod:`sct_task_sciseg.environment`."""
     task = task or get_task(None)
     scheme = task.labels
     parent = scheme.output(scheme.parent)

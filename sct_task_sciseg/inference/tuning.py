@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
-from ..config import lenient
+from ..environment import lenient
 
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNED_MARK = "SCISEG_TUNED_PROCESS"  # set: this process is never restarted (already restarted, or asked)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from ..config import BY_NAME, get
+from ..environment import BY_NAME, get
 from ..errors import InputError
 from ..machine import available_memory
 

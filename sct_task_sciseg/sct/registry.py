@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .. import __version__
-from ..config import get
+from ..environment import get
 from ..errors import SciSegError
 from ..sct_hook import flag as _env_flag
 from ..tasks import Release, Task, get_task

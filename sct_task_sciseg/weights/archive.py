@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional
 
-from ..config import get
+from ..environment import get
 from ..errors import InstallError
 
 MAX_RATIO = 50  # model files (float weights, JSON) deflate by 1.1–10×; a bomb by hundreds

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
-from ..config import get
+from ..environment import get
 from ..errors import Hint, InstallError
 from ..io.hashing import CHUNK
 from .archive import html_problem
@@ -30,7 +30,7 @@ from .archive import html_problem
 
 def _env(name: str, default: float) -> float:
     """Tunables (timeouts in s, retries, backoff base in s), read at call time (``default``: documentation;
-    the value when unset is :mod:`sct_task_sciseg.config`'s)."""
+    the value when unset is :mod:`sct_task_sciseg.environment`'s)."""
     return float(get(name))
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Union
 
-from ..config import get
+from ..environment import get
 
 ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"

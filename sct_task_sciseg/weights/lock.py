@@ -5,7 +5,7 @@ import contextlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..config import get
+from ..environment import get
 from ..errors import InstallError
 
 

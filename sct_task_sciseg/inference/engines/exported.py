@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...config import get
+from ...environment import get
 from ...errors import ModelError
 from ..export_view import VIEW_VERSION, export_view
 from ..settings import Resolved

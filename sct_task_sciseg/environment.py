@@ -6,8 +6,8 @@ invalid value is one line naming the variable and what is expected::
     SCISEG_RETRIES='abc': expected a whole number ≥ 0
 
 The README's table of variables and the ``sciseg -h`` epilog are generated from :data:`VARIABLES`
-(``python -m sct_task_sciseg.config`` prints the README table). This module imports only ``os`` and ``math``: the SCT
-start-up hook reads its switches here too.
+(``python -m sct_task_sciseg.environment`` prints the README table). This module imports only ``os`` and
+``math``: the SCT start-up hook reads its switches here too.
 """
 import math
 import os
@@ -126,7 +126,7 @@ def lenient(name, environ=None):
 def epilog() -> str:
     """The ``sciseg -h`` section listing the variables."""
     width = max(len(v.name) for v in VARIABLES)
-    lines = ["environment (python -m sct_task_sciseg.config: types and defaults):"]
+    lines = ["environment (python -m sct_task_sciseg.environment: types and defaults):"]
     lines += [f"  {v.name:<{width}}  {v.brief}" for v in VARIABLES]
     return "\n".join(lines)
 
