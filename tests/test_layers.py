@@ -2,6 +2,7 @@
 never imports an adapter, there is no import cycle, and the task definitions load without numpy, torch or nnU-Net.
 """
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -30,6 +31,11 @@ LAYERS: Dict[str, int] = {
 ADAPTER_RANK = 9
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -43,7 +49,7 @@ def _modules() -> Dict[str, Path]:
 
 def _imports(name: str, path: Path, known: Set[str]) -> Iterator[Tuple[str, int, bool]]:
     """(imported package module, line, at module level) for every import of the package in one module."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = _parsed(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     top_level = {id(node) for node in tree.body}
     for node in ast.walk(tree):
