@@ -51,7 +51,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "sciseg=sct_task_sciseg.cli:main",
+            "sciseg=sct_task_sciseg.cli:console_main",
             "sct_deepseg_sciseg=sct_task_sciseg.sct:deepseg_main",
             "sciseg_analyze_lesion=sct_task_sciseg.cli.analyze_lesion:main",
         ],

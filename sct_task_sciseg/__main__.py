@@ -1,7 +1,5 @@
-"""``python -m sct_task_sciseg`` = the ``sciseg`` command."""
-import sys
-
-from .cli import main
+"""``python -m sct_task_sciseg`` = the ``sciseg`` command (it owns the process)."""
+from .cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

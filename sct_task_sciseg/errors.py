@@ -68,3 +68,15 @@ class InputError(SciSegError):
 
 class OutputError(SciSegError):
     """An output cannot be written (folder missing or not writable)."""
+
+
+class ConfigError(SciSegError, ValueError):
+    """An ``SCISEG_*`` environment variable holds a value of the wrong type (:mod:`sct_task_sciseg.environment`)."""
+
+
+class SettingError(SciSegError, ValueError):
+    """An option is out of range or does not fit this machine (threads, threshold, precision, sizes, ...)."""
+
+
+class UnknownTaskError(SciSegError, KeyError):
+    """No task (or no release of a task) has this name."""

@@ -8,23 +8,21 @@ puts a small finder at the front of ``sys.meta_path``. Nothing else happens unti
 adds the tasks to its ``MODELS``/``TASKS`` dicts. Any failure prints one warning and SCT goes on unchanged.
 
 This module is imported at the start of every Python process of SCT's environment: it imports nothing beyond
-``os`` and ``sys`` (no torch, no nnU-Net, no SCT). ``SCISEG_SCT_HOOK=0`` turns the hook off for one run.
+``sys`` and, for its switches, :mod:`sct_task_sciseg.environment` (``os`` only; no torch, no nnU-Net, no SCT).
+``SCISEG_SCT_HOOK=0`` turns the hook off for one run.
 """
-import os
 import sys
 
 TARGET = "spinalcordtoolbox.deepseg.models"
 ENV_DISABLE = "SCISEG_SCT_HOOK"
 ENV_REPLACE = "SCISEG_SCT_REPLACE_BUILTIN"
-_FALSE = ("0", "false", "no", "off")
 
 
 def flag(name, default=False):
-    """An on/off environment variable: unset or empty → ``default``; 0/false/no/off → False; else True."""
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() not in _FALSE
+    """An on/off variable of :mod:`sct_task_sciseg.environment` (os-only); unset or not a switch → its default there,
+    so that SCT always starts (``default``: kept for callers)."""
+    from .environment import lenient
+    return lenient(name)
 
 
 def _warn(message):

@@ -1,7 +1,9 @@
 """Shared fixtures: real data by path, real release zips, a real loopback release server, isolated models dirs."""
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,109 @@ V2 = SCISEG.release("r20240729")
 V1 = SCISEG.release("r20240130")
 EMBEDDED_ZIP = SCISEG.demo_release.embedded_path()
 
-needs_data = pytest.mark.skipif(not T2_FAKE_LESION.is_file(), reason=f"test data not found under {DATA}")
+#: The tests of a module (``pytestmark = needs_data``) or one test that may read the shared volumes; those that
+#: do (:func:`uses_shared_data`) are skipped without them, the pure ones always run.
+needs_data = pytest.mark.shared_data
+DATA_USE = re.compile(r"\b(T2_FAKE_LESION|DATA|SHARED|T2|copy_input|slow_input|sct_testing_data)\b")
+
+
+def sct_pythons() -> list:
+    """The Pythons of real SCT environments, from the environment only: ``SCISEG_SCT_PYTHONS`` (separated by
+    ``os.pathsep``) and ``SCISEG_SCT_PYTHON``; existing files, each once, in that order."""
+    named = os.environ.get("SCISEG_SCT_PYTHONS", "").split(os.pathsep) + [os.environ.get("SCISEG_SCT_PYTHON", "")]
+    return [Path(p) for p in dict.fromkeys(named) if p and Path(p).is_file()]
+
+
+def sct_python(version: str):
+    """The first of :func:`sct_pythons` whose SCT has release ``version`` (its ``version.txt``), else None."""
+    code = ("import importlib.util as u, pathlib as p; s = u.find_spec('spinalcordtoolbox'); "
+            "print((p.Path(list(s.submodule_search_locations)[0]) / 'version.txt').read_text().strip())")
+    for python in sct_pythons():
+        r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+        if r.returncode == 0 and r.stdout.strip() == version:
+            return python
+    return None
+
+
+# -- test tiers ---------------------------------------------------------------------------------------------
+#: Every marker of the suite, registered here only (``--strict-markers`` refuses any other). Markers are given
+#: by the rules of :func:`tier_marks` (a test may also carry one explicitly). The fast tier is
+#: ``python -m pytest -q -m "not slow" tests``.
+MARKERS = {
+    "slow": "runs a model, starts a process or needs an optional environment (the fast tier leaves it out)",
+    "subprocess": "starts a process: the sciseg command, a Python child, a server",
+    "sct": "needs a real SCT environment (SCISEG_SCT_PYTHON / SCISEG_SCT_PYTHONS)",
+    "cluster": "runs Dask (pip install \"sct_task_sciseg[cluster]\")",
+    "slurm": "runs dask-jobqueue's SLURM cluster",
+    "browser": "renders the QC page in a headless Chromium",
+    "shared_data": "may read the shared volumes (SCISEG_TEST_DATA); a test that does is skipped without them",
+}
+#: Fixtures that load or run a model (directly or through another fixture).
+MODEL_FIXTURES = {"installed_model", "segmenter", "other_segmenter"}
+PROCESS_CALL = re.compile(r"\b(run_cli|start_cli|subprocess|Popen|SCISEG_COMMAND|sys\.executable)\b")
+SCT_USE = re.compile(r"\b(SCT_PYTHONS?|SCT_ENVS|sct_pythons|needs_sct)\b")
+
+
+def _sources(fn, depth: int = 2) -> str:
+    """The source of ``fn`` and of the functions of its module that it calls (``depth`` levels)."""
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+    if depth:
+        module = sys.modules.get(getattr(fn, "__module__", ""), None)
+        for name in set(re.findall(r"\b([A-Za-z_]\w*)\(", text)):
+            helper = getattr(module, name, None)
+            if inspect.isfunction(helper) and helper is not fn:
+                text += _sources(helper, depth - 1)
+    return text
+
+
+def uses_shared_data(fn) -> bool:
+    """True when ``fn`` (or a function of its module that it calls) names the shared volumes."""
+    return bool(DATA_USE.search(_sources(fn)))
+
+
+def _functions(item) -> list:
+    """The test function and the functions of the fixtures it uses."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return [getattr(item, "function", None)] + [d[-1].func for name, d in defs.items() if d]
+
+
+def tier_marks(item) -> set:
+    """The markers a collected test gets from what it uses."""
+    fn = getattr(item, "function", None)
+    text = _sources(fn) if fn is not None else ""
+    module = Path(str(item.fspath)).name
+    marks = {m.name for m in item.iter_markers()} & set(MARKERS) - {"shared_data"}
+    if PROCESS_CALL.search(text):
+        marks.add("subprocess")
+    if SCT_USE.search(text) or module == "test_sct_install.py":
+        marks.add("sct")
+    if module == "test_cluster.py":
+        marks.add("cluster")
+    if "slurm" in item.name:
+        marks.add("slurm")
+    if "chromium" in text.lower():
+        marks.add("browser")
+    if marks or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        marks.add("slow")
+    return marks
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = pytest.mark.skip(reason=f"test data not found under {DATA}")
+    for item in items:
+        for name in sorted(tier_marks(item)):
+            item.add_marker(name)
+        if item.get_closest_marker("shared_data") and not T2_FAKE_LESION.is_file() and any(
+                fn is not None and uses_shared_data(fn) for fn in _functions(item)):
+            item.add_marker(missing)
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +174,13 @@ def segmenter(installed_model):
     return Segmenter(model_folder=installed_model.model_folder, threads=2, quiet=True)
 
 
+#: The ``sciseg`` command as a process: ``python -m sct_task_sciseg`` runs the console entry point
+#: (:func:`sct_task_sciseg.cli.console_main`) of the package under test, whatever script an environment holds.
+SCISEG_COMMAND = [sys.executable, "-m", "sct_task_sciseg"]
+
+
 def run_cli(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    """The ``sciseg`` console script as a real process."""
-    exe = Path(sys.executable).with_name("sciseg")
+    """The ``sciseg`` command as a real process."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=full_env,
+    return subprocess.run([*SCISEG_COMMAND, *map(str, args)], capture_output=True, text=True, env=full_env,
                           cwd=cwd, timeout=timeout)

@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import SCISEG_COMMAND, run_cli
 from sct_task_sciseg.batch.executors import cluster_shape
 
 try:
@@ -174,7 +174,7 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
             pids = watcher.run(os.getpid)
             victim = next(a for a, pid in pids.items() if pid == procs[1].pid)
             out = tmp_path / "deriv"
-            cmd = [str(Path(sys.executable).with_name("sciseg")), "-i", str(dataset), "-o", f"{out}/",
+            cmd = [*SCISEG_COMMAND, "-i", str(dataset), "-o", f"{out}/",
                    "-scheduler", address, "-v", "2", "-qc", str(tmp_path / "qc")]
             run = subprocess.Popen(cmd, stdout=open(tmp_path / "sciseg.log", "w"),
                                    stderr=open(tmp_path / "sciseg.err", "w"),

@@ -125,7 +125,7 @@ def test_threaded_configuration_manager_pickles_as_nnunets(installed_model):
 
 
 @needs_data
-def test_hooks_that_do_not_fit_fall_back_to_stock_nnunet_with_one_warning(segmenter, monkeypatch, capfd, request):
+def test_hooks_that_do_not_fit_fall_back_to_stock_nnunet_with_one_warning(segmenter, monkeypatch, caplog, request):
     """An nnunetv2 newer than the newest tested: nnU-Net's own predictor runs, same masks, one warning line."""
     from sct_task_sciseg.inference import nnunet_compat
     from sct_task_sciseg.pipeline import Segmenter
@@ -135,13 +135,13 @@ def test_hooks_that_do_not_fit_fall_back_to_stock_nnunet_with_one_warning(segmen
     nnunet_compat.hook_problems.cache_clear()  # checked once per process: forget the real answer
     request.addfinalizer(nnunet_compat.hook_problems.cache_clear)
     assert nnunet_compat.hook_problems()
-    capfd.readouterr()
+    caplog.clear()
     stock = Segmenter.from_config(segmenter.config)
-    labels = stock.segment(T2_FAKE_LESION).labels
-    err = capfd.readouterr().err
+    with caplog.at_level("WARNING", logger="sct_task_sciseg"):
+        labels = stock.segment(T2_FAKE_LESION).labels
     assert not stock._loaded.hooks
     assert type(stock.load()).__name__ == "nnUNetPredictor"
-    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sct_task_sciseg" and r.levelname == "WARNING"]
     assert len(warnings) == 1 and "stock predictor" in warnings[0] and "newer than the newest tested" in warnings[0]
     assert np.array_equal(labels, reference)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import V1, V2, run_cli
+from conftest import SCISEG_COMMAND, V1, V2, run_cli
 from release_server import ReleaseServer
 from sct_task_sciseg.errors import InstallError, ModelError
 from sct_task_sciseg.tasks import SCISEG
@@ -248,8 +248,7 @@ def test_cli_install_and_failure_line(server, tmp_path):
 def test_four_concurrent_installs(server, tmp_path, release_zip):
     server.modes[V2_PATH] = ["slow"]
     env = {"SCISEG_RELEASE_URL": server.url, "SCISEG_MODELS_DIR": str(tmp_path / "m")}
-    exe = Path(sys.executable).with_name("sciseg")
-    procs = [subprocess.Popen([str(exe), "-install-task", "seg_sc_lesion_t2w_sci", "-v", "0"],
+    procs = [subprocess.Popen([*SCISEG_COMMAND, "-install-task", "seg_sc_lesion_t2w_sci", "-v", "0"],
                               env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -263,8 +262,7 @@ def test_sigkill_mid_download_then_rerun(server, tmp_path, release_zip):
     server.modes[V2_PATH] = ["slow", "ok"]
     models = tmp_path / "m"
     env = dict(os.environ, SCISEG_RELEASE_URL=server.url, SCISEG_MODELS_DIR=str(models))
-    exe = Path(sys.executable).with_name("sciseg")
-    proc = subprocess.Popen([str(exe), "-install-task", "seg_sc_lesion_t2w_sci", "-v", "0"], env=env,
+    proc = subprocess.Popen([*SCISEG_COMMAND, "-install-task", "seg_sc_lesion_t2w_sci", "-v", "0"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = models / SCISEG.name / ".downloads" / V2.tag / (V2.asset + ".part")
     deadline = time.time() + 60

@@ -2,6 +2,7 @@
 never imports an adapter, there is no import cycle, and the task definitions load without numpy, torch or nnU-Net.
 """
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 #: Rank of each top-level part of the package; a module may import parts of equal or lower rank.
 #: Adapters (rank 9) may import each other and everything below; nothing below imports them.
 LAYERS: Dict[str, int] = {
-    "errors": 0,
+    "errors": 0, "environment": 0, "machine": 0, "log": 0,
     "tasks": 1,
     "io": 2,
     "weights": 3,
@@ -28,6 +29,11 @@ LAYERS: Dict[str, int] = {
     "cli": 9, "sct": 9, "demo": 9, "sct_hook": 9, "sct_startup": 9, "__main__": 9,
 }
 ADAPTER_RANK = 9
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 def _module_name(path: Path) -> str:
@@ -43,7 +49,7 @@ def _modules() -> Dict[str, Path]:
 
 def _imports(name: str, path: Path, known: Set[str]) -> Iterator[Tuple[str, int, bool]]:
     """(imported package module, line, at module level) for every import of the package in one module."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = _parsed(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     top_level = {id(node) for node in tree.body}
     for node in ast.walk(tree):
@@ -145,6 +151,73 @@ def test_no_import_cycle_at_module_level():
 
 def _is_reexport(importer: str, imported: str) -> bool:
     return imported.startswith(importer + ".")
+
+
+#: Import cycles allowed when imports inside functions count too, each as the set of its modules. The SCT
+#: start-up hook hands a just-imported SCT module to the adapter (``sct_hook`` → ``sct``), and the adapter
+#: reads the hook's finder and switches (``sct`` → ``sct_hook``); the hook itself must import nothing at start-up.
+CYCLES_ALLOWED = [
+    {"sct_task_sciseg.sct", "sct_task_sciseg.sct.launcher", "sct_task_sciseg.sct.registry",
+     "sct_task_sciseg.sct_hook"},
+]
+#: Cycles still in the code, to be removed (an entry that no longer occurs is ignored): the cluster opens
+#: through the executors module, which runs the cluster's jobs.
+CYCLES_PENDING = [{"sct_task_sciseg.batch.cluster", "sct_task_sciseg.batch.executors"}]
+
+
+def _strongly_connected(graph: Dict[str, Set[str]]) -> Iterator[Set[str]]:
+    """Tarjan's algorithm: each set of modules that import each other, directly or not (size > 1)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: list = []
+    on_stack: Set[str] = set()
+
+    def visit(v: str) -> Iterator[Set[str]]:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                yield from visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                part.add(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                yield part
+
+    for v in sorted(graph):
+        if v not in index:
+            yield from visit(v)
+
+
+def _all_imports_graph() -> Dict[str, Set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: {t for t, _, _ in _imports(name, path, known) if t in known and t != name
+                   and not _is_reexport(name, t)}
+            for name, path in modules.items()}
+
+
+def test_no_import_cycle_with_imports_inside_functions():
+    cycles = [part for part in _strongly_connected(_all_imports_graph())
+              if not any(part <= allowed for allowed in CYCLES_ALLOWED + CYCLES_PENDING)]
+    assert not cycles, "import cycles (imports inside functions count): " + "; ".join(
+        " <-> ".join(sorted(c)) for c in cycles)
+
+
+def test_the_cycle_check_sees_imports_inside_functions():
+    graph = {"a": {"b"}, "b": {"a"}, "c": set()}
+    assert list(_strongly_connected(graph)) == [{"a", "b"}]
+    graph = _all_imports_graph()
+    assert "sct_task_sciseg.sct" in graph["sct_task_sciseg.sct_hook"]  # imported inside a method
 
 
 def test_task_definitions_load_without_heavy_modules():

@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import sct_python, sct_pythons
 from sct_task_sciseg.analysis import analyze_label_map, analyze_lesions, write_analysis
 from sct_task_sciseg.analysis.centerline import cord_angles
 from sct_task_sciseg.analysis.phantoms import Ellipsoid, all_orientations, standard, to_image
@@ -25,16 +26,6 @@ from sct_task_sciseg.tasks import SCISEG
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "sct_testing_data" / "t2"
-SCT_PYTHON = Path(os.environ.get("SCISEG_SCT_PYTHON", "/work/sct-envs/7.3/bin/python"))
-
-
-def _sct_ready() -> bool:
-    """An SCT 7.3 python that imports sct_analyze_lesion (an environment still being built does not)."""
-    if not SCT_PYTHON.is_file():
-        return False
-    probe = subprocess.run([str(SCT_PYTHON), "-c", "import spinalcordtoolbox.scripts.sct_analyze_lesion"],
-                           capture_output=True, timeout=300)
-    return probe.returncode == 0
 
 
 def _ellipse_perimeter(a: float, b: float) -> float:
@@ -261,11 +252,14 @@ def _benchmark_module():
     return mod
 
 
-@pytest.mark.skipif(not DATA.is_dir() or not _sct_ready(), reason="SCT 7.3 environment not built")
+@pytest.mark.skipif(not sct_pythons() or not DATA.is_dir(), reason="needs SCT environments (SCISEG_SCT_PYTHONS)")
 def test_parity_with_sct_7_3(tmp_path):
     """SCT's own sct_analyze_lesion on the same masks: every SCT cell within the issue's criteria (volume exact;
     lengths, widths, bridges within max(0.1 mm, 2 %); damage ratio 0.01; midsagittal slice 0.05), and the same
     lesion-id image. The top-edge lesion is a known SCT 7.3 crash (IndexError) that is measured here."""
+    python = sct_python("7.3")
+    if python is None:
+        pytest.skip("no SCT 7.3 among SCISEG_SCT_PYTHON / SCISEG_SCT_PYTHONS")
     bench = _benchmark_module()
     names = {"phantom tilted 20°", "phantom two lesions", "phantom top edge"}
     edge = standard((0.5, 0.5, 1.0))
@@ -273,7 +267,7 @@ def test_parity_with_sct_7_3(tmp_path):
     bench_phantoms = bench.phantoms
     bench.phantoms = lambda: {**bench_phantoms(), "phantom top edge": (edge, None, None)}
     cases = bench.build_cases(tmp_path, 0, names)
-    sct = bench.run_sct(cases, SCT_PYTHON, workers=2)
+    sct = bench.run_sct(cases, python, workers=2)
     assert "IndexError" in sct["phantom top edge"].get("error", "")
     for case in cases:
         ours = bench.run_ours(case, repeat=1)[0]

@@ -15,6 +15,7 @@ from conftest import DATA, T2_FAKE_LESION, needs_data, run_cli
 from sct_task_sciseg.io.orientation import Reorientation, sct_to_nib_axcodes
 from sct_task_sciseg.demo.phantom import dice
 from sct_task_sciseg.pipeline.postprocess import PostProcessing, apply
+from sct_task_sciseg.tasks import SCISEG
 
 pytestmark = needs_data
 
@@ -145,15 +146,15 @@ def test_postprocessing_is_class_aware():
     labels[15:17, 15:17, 15:17] = 2     # isolated lesion-only blob (small component)
     labels[4:6, 8:10, 8:10] = 2         # second lesion, 8 voxels
     labels[7, 7, 7] = 0                 # a hole in the cord... enclosed
-    largest = apply(labels, PostProcessing(largest=True), 1.0)
+    largest = apply(labels, PostProcessing(largest=True), 1.0, SCISEG.labels)
     assert largest[15, 15, 15] == 0 and largest[5, 5, 5] == 2 and largest[4, 8, 8] == 2  # both lesions stay
-    filled = apply(labels, PostProcessing(fill_holes=True), 1.0)
+    filled = apply(labels, PostProcessing(fill_holes=True), 1.0, SCISEG.labels)
     assert filled[7, 7, 7] == 1
-    small = apply(labels, PostProcessing(remove_small=["9vox"]), 1.0)
+    small = apply(labels, PostProcessing(remove_small=["9vox"]), 1.0, SCISEG.labels)
     assert small[5, 5, 5] == 1 and small[15, 15, 15] == 1  # lesions dropped, cord kept
-    big_vox = apply(labels, PostProcessing(remove_small=["lesion:0.5mm3"]), 0.1)  # 8 vox = 0.8 mm3
+    big_vox = apply(labels, PostProcessing(remove_small=["lesion:0.5mm3"]), 0.1, SCISEG.labels)  # 8 vox: 0.8 mm3
     assert big_vox[5, 5, 5] == 2
-    cord_small = apply(labels, PostProcessing(remove_small=["sc:100vox"]), 1.0)
+    cord_small = apply(labels, PostProcessing(remove_small=["sc:100vox"]), 1.0, SCISEG.labels)
     assert cord_small[15, 15, 15] == 0 and cord_small[5, 5, 5] == 2
 
 

@@ -457,8 +457,9 @@ def test_hook_registers_when_sct_loads_its_models(hooked, version):
     r = run_python(PROBE, site_dir=site_dir, sct_dir=sct_dir)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    # at startup only the tiny hook module is loaded; nothing heavy, ever
-    assert out["before"] == ["sct_task_sciseg", "sct_task_sciseg.sct_hook"]
+    # at startup only the tiny hook module and the os-only table of variables it reads its switch from are
+    # loaded; nothing heavy, ever
+    assert out["before"] == ["sct_task_sciseg", "sct_task_sciseg.environment", "sct_task_sciseg.sct_hook"]
     assert out["torch"] is False
     assert "seg_sc_lesion_t2w_sci" in out["tasks"] and KEY in out["models"]
     assert ("lesion_sci_t2" in out["tasks"]) is True  # 6.x: added; 7.x: SCT's own, still there

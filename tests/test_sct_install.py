@@ -62,7 +62,7 @@ def test_plain_install_into_sct_changes_none_of_its_packages(python):
         done = _env_python(python, "-m", "pip", "install", "--no-build-isolation", str(REPO))
         assert done.returncode == 0, done.stderr[-2000:]
         assert guarded_versions(python) == before
-        check = _env_python(python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.nnunet_compat as c;"
+        check = _env_python(python, "-c", "import nnunetv2, torch, sct_task_sciseg.inference.runtime as c;"
                             " print(c.runtime_problem())", timeout=300)
         assert check.stdout.strip() == "None", check.stderr[-2000:]
     finally:

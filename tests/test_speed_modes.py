@@ -80,7 +80,7 @@ def test_auto_resolution(monkeypatch):
     assert resolve(PredictorSettings(device="cpu", precision="bf16")).precision == "bf16"
     monkeypatch.setattr(pred, "native_bf16", lambda: False)
     assert resolve(PredictorSettings(device="cpu", fast=True)).precision == "fp32"  # emulated bf16 is slower
-    assert resolve(PredictorSettings(device="cpu", threads=3)).threads == 3
+    assert resolve(PredictorSettings(device="cpu", threads=1)).threads == 1  # more than the CPUs: refused here
     with pytest.raises(ValueError, match="invalid precision"):
         resolve(PredictorSettings(precision="int8"))
     with pytest.raises(ValueError, match="onnxruntime supports precision fp32 only"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import SciSegError
+from ..machine import cores as machine_cores, total_memory as machine_memory  # noqa: F401 - cluster
 from .inputs import expand
 from .progress import Progress
 from .runner import Job, _Pipeline, run_batch
@@ -32,20 +33,6 @@ def run_job(segmenter, job: Job, on_result: Optional[Callable] = None, analyze: 
     quiet = Progress(1, enabled=False)
     _Pipeline(segmenter, [job], quiet, 0, on_result, lambda message: None, analyze).run()
     return job
-
-
-def machine_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def machine_memory() -> Optional[int]:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def cluster_shape(cores: int, memory: Optional[int] = None, workers: Optional[int] = None,

@@ -1,18 +1,21 @@
 """``sciseg``: SCIseg standalone with sct_deepseg's single-dash flags (the ``sciseg`` console script).
 
-Importing this package (``-h``, ``-list-tasks``, installs) never imports torch or nnU-Net. SIGTERM is handled
-like Ctrl-C: the file being written is finished or removed, no partial output is left, and the exit status
-is 143 (130 for Ctrl-C).
+Importing this package (``-h``, ``-list-tasks``, installs) never imports torch or nnU-Net. :func:`main` is a
+plain function for Python callers; :func:`console_main` is the command, which owns its process: SIGTERM is
+handled like Ctrl-C (the file being written is finished or removed, no partial output is left, exit status
+143; 130 for Ctrl-C).
 """
 from __future__ import annotations
 
+import logging
 import signal
 import sys
-import threading
 from typing import Optional, Sequence
 
 from ..errors import SciSegError
+from ..log import console_handler, logger
 from .commands import cli_message, cmd_install, cmd_list_tasks, cmd_register_sct, cmd_segment, err
+from .crash import internal_error
 from .parser import build_parser, check_args
 from .preflight import UsageError
 
@@ -38,28 +41,32 @@ def _stopped(exc: KeyboardInterrupt) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``sciseg`` with ``argv`` (default: the command line); returns the exit status.
+    """Run ``sciseg`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
 
-    Called without ``argv`` (the console script), main owns the process: a segmentation restarts it once
-    with huge pages for large arrays (:func:`~sct_task_sciseg.inference.tuning.restart_tuned`), and once the
-    run is over SIGINT and SIGTERM are ignored and the process ends at once with the exit status. Called with
-    ``argv``, the previous signal handlers are put back and the status is returned.
+    A plain function: it installs no signal handler, never restarts or ends the process and tunes nothing
+    process-wide, so a Python script may call it. The ``sciseg`` command is :func:`console_main`.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return _run(argv)
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    try:
+        return _run(argv, own_process=False)
+    except KeyboardInterrupt as exc:
+        return _stopped(exc)
+
+
+def console_main() -> None:
+    """The ``sciseg`` console script and ``python -m sct_task_sciseg``: owns its process. A segmentation
+    restarts it once with huge pages for large arrays (:func:`~sct_task_sciseg.inference.tuning.restart_tuned`)
+    and tunes its allocator and threads; SIGTERM is handled like Ctrl-C; once the run is over, SIGINT and
+    SIGTERM are ignored and the process ends at once with the exit status."""
     for s in STOP_SIGNALS:
         signal.signal(s, _on_stop_signal)
     try:
-        code = _run(argv)
+        code = _run(None, own_process=True)
     except KeyboardInterrupt as exc:  # a signal between the end of the run and this line
         code = _stopped(exc)
     finally:
         for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN if argv is None else previous[s])
-    if argv is None:
-        _exit_now(code)
-    return code
+            signal.signal(s, signal.SIG_IGN)
+    _exit_now(code)
 
 
 def _exit_now(code: int) -> None:
@@ -74,11 +81,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _run(argv: Optional[Sequence[str]]) -> int:
+def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:
     parser = build_parser()
+    handler = None
     try:
         args = parser.parse_args(argv)
         check_args(parser, args)
+        handler = console_handler(verbose=args.v >= 1)
+        args.own_process = own_process
         if args.list_tasks:
             return cmd_list_tasks(args.models_dir)
         if args.install is not None:
@@ -89,7 +99,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
             parser.print_usage(sys.stderr)
             err("give an input with -i (or -install-task, -list-tasks, -demo)")
             return 2
-        if argv is None:  # the command owns its process: restart it once with huge pages for big arrays
+        if own_process:  # restart once with huge pages for big arrays
             from ..inference.tuning import restart_tuned
             restart_tuned()
         if args.demo:
@@ -101,9 +111,16 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     except UsageError as exc:
         err(cli_message(exc))
         return 2
-    except (SciSegError, KeyError, ValueError) as exc:
+    except SciSegError as exc:
         err(cli_message(exc))
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept in a file
+        err(internal_error(exc))
+        return 1
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console_main", "main"]

@@ -1,6 +1,4 @@
-"""``python -m sct_task_sciseg.cli`` = the ``sciseg`` command."""
-import sys
+"""``python -m sct_task_sciseg.cli`` = the ``sciseg`` command (it owns the process)."""
+from . import console_main
 
-from . import main
-
-sys.exit(main())
+console_main()

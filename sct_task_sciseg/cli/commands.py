@@ -82,7 +82,7 @@ def cmd_segment(args) -> int:
     jobs = plan.failed
     if plan.items and not args.scheduler:
         from ..inference.tuning import configure_process
-        configure_process(args.threads)
+        configure_process(args.threads, allocator=getattr(args, "own_process", False))  # main(): not ours
         jobs = plan.merge(_batch(args, segmenter, plan.items, None))
     elif plan.items:
         from ..batch.executors import open_cluster

@@ -7,7 +7,9 @@ import sys
 from typing import Callable, NoReturn
 
 from .. import __version__
+from ..environment import epilog as config_epilog
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
+from ..tasks import get_task
 
 EPILOG = """\
 examples:
@@ -21,18 +23,17 @@ examples:
   sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
   sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
 
-post-processing (class-aware, all off by default):
-  -largest      keeps the largest connected CORD component (lesions outside it are dropped with it)
-  -fill-holes   fills enclosed holes of the CORD
-  -remove-small drops LESION components below a size (5mm3, 10vox); prefix sc: to act on the cord
-  -thr          threshold on the cord and lesion region probabilities (nnU-Net's default is 0.5)
+post-processing (class-aware, all off by default; {task}):
+  -largest      keeps the largest connected {PARENT} component ({findings} outside it are dropped with it)
+  -fill-holes   fills enclosed holes of the {PARENT}
+  -remove-small drops {FINDING} components below a size (5mm3, 10vox); prefix {parent_name}: to act on the {parent}
+  -thr          threshold on the {outputs} region probabilities (nnU-Net's default is 0.5)
 
-limits (environment; checked from each header before its data are read):
-  SCISEG_MAX_MODEL_VOXELS  largest image in voxels, as stored and at the model's spacing (default 2**27; 0: none)
-  SCISEG_CHECK_MEMORY      0: do not refuse inputs whose estimated memory exceeds the available memory
+{environment}
 
-Paths, collisions (an output that is an input, two inputs with one output) and flags are checked before
-anything loads; Ctrl-C exits with 130 and SIGTERM with 143, leaving no partial output.
+Limits are checked from each header before its data are read. Paths, collisions (an output that is an input,
+two inputs with one output) and flags are checked before anything loads; Ctrl-C exits with 130 and SIGTERM
+with 143, leaving no partial output.
 """
 
 
@@ -88,7 +89,7 @@ def _finite(value: float) -> float:
 
 
 THRESHOLD = _checked(float, check_threshold, "a probability")
-THREADS = _checked(int, check_threads, "a whole number of threads")
+THREADS = _checked(int, lambda v: check_threads(v, machine=False), "a whole number of threads")
 TILE_STEP = _checked(float, lambda v: check_tile_step_size(_finite(v)), "a fraction of a tile")
 FOLD = _checked(int, _non_negative(1000), "a fold number")
 SEED = _checked(int, _non_negative(2 ** 32), "a seed")
@@ -96,24 +97,39 @@ COUNT = _checked(int, _positive(100_000), "a whole number")
 CHECKPOINT = _checked(str, _file_name, "a file name")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def epilog(task=None) -> str:
+    """The ``-h`` epilog: the post-processing roles of ``task``'s label scheme (default: the default task) and
+    the environment variables of :mod:`sct_task_sciseg.environment`."""
+    task = task or get_task(None)
+    scheme = task.labels
+    parent = scheme.output(scheme.parent)
+    finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
+    return EPILOG.format(task=task.name, PARENT=parent.display.upper(), parent=parent.display,
+                         parent_name=parent.name, FINDING=finding.upper(), findings=f"{finding}s",
+                         outputs=" and ".join(o.display for o in scheme.outputs), environment=config_epilog())
+
+
+def build_parser(task=None) -> argparse.ArgumentParser:
+    """The ``sciseg`` parser; the help's roles and names come from ``task`` (default: the default task)."""
+    task = task or get_task(None)
     p = Parser(
-        prog="sciseg", description="Spinal cord and lesion segmentation on T2w MRI (SCIseg), as sct_deepseg does it.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
-    _inputs_and_models(p)
-    _postprocessing(p)
+        prog="sciseg", description=f"{task.description}, as sct_deepseg does it.",
+        epilog=epilog(task), formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars="-")
+    _inputs_and_models(p, task)
+    _postprocessing(p, task.labels)
     _inference(p)
     _analysis_and_cluster(p)
     _qc_and_other(p)
     return p
 
 
-def _inputs_and_models(p: argparse.ArgumentParser) -> None:
+def _inputs_and_models(p: argparse.ArgumentParser, task) -> None:
     io = p.add_argument_group("input/output")
     io.add_argument("-i", nargs="+", metavar="FILE", help="input image(s): NIfTI files, folders or a BIDS dataset")
-    io.add_argument("-o", metavar="OUT", help="output base (X.nii.gz → X_sc_seg.nii.gz) or folder (ends with /)")
+    io.add_argument("-o", metavar="OUT", help=f"output base (X.nii.gz → X{task.labels.outputs[0].suffix}.nii.gz) "
+                    "or folder (ends with /)")
     io.add_argument("-task", default=None, metavar="NAME[@TAG]",
-                    help="task name or alias, optionally @release tag (default: seg_sc_lesion_t2w_sci)")
+                    help=f"task name or alias, optionally @release tag (default: {task.name})")
     mdl = p.add_argument_group("model installation")
     mdl.add_argument("-install-task", "-install", dest="install", nargs="?", const="", metavar="NAME[@TAG]",
                      help="install (download and verify) a task's model release and exit")
@@ -125,20 +141,23 @@ def _inputs_and_models(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("-list-tasks", action="store_true", help="list tasks with installed and available releases")
 
 
-def _postprocessing(p: argparse.ArgumentParser) -> None:
+def _postprocessing(p: argparse.ArgumentParser, scheme) -> None:
+    parent = scheme.output(scheme.parent)
+    finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
+    soft = " and ".join(f"<in>{o.suffix}_soft.nii.gz" for o in scheme.outputs)
     pp = p.add_argument_group("post-processing (see below)")
     pp.add_argument("-thr", type=THRESHOLD, default=None,
                     help="region probability threshold, 0 < THR < 1 (default: nnU-Net's 0.5)")
     pp.add_argument("-largest", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: keep the largest cord component")
+                    help=f"1: keep the largest {parent.display} component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: fill holes in the cord")
+                    help=f"1: fill holes in the {parent.display}")
     pp.add_argument("-soft", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help="1: also write each output's probability map, <in>_sc_seg_soft.nii.gz and "
-                         "<in>_lesion_seg_soft.nii.gz (float32 in [0, 1], same inference; the mask at -thr T is "
-                         "soft >= T, before post-processing)")
+                    help=f"1: also write each output's probability map, {soft} (float32 in [0, 1], same "
+                         "inference; the mask at -thr T is soft >= T, before post-processing)")
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
-                    help="remove lesion components smaller than SIZE (5mm3, 10vox; sc:200mm3 for the cord)")
+                    help=f"remove {finding} components smaller than SIZE (5mm3, 10vox; {parent.name}:200mm3 for "
+                         f"the {parent.display})")
 
 
 def _inference(p: argparse.ArgumentParser) -> None:
@@ -223,3 +242,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Checks that involve more than one value (argparse checks each value on its own)."""
     if args.folds and len(set(args.folds)) != len(args.folds):
         parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")
+    if args.threads and args.scheduler in (None, "local"):  # the model loads on this machine
+        try:
+            check_threads(args.threads)
+        except ValueError as exc:
+            parser.error(f"argument -threads: {exc}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,13 @@ import numpy as np
 from ..errors import ModelError
 from ..weights.model_folder import network_problem, plans_configuration
 from ..weights.plans_names import dataset_problem
+from ..log import logger
 from ..weights.store import recorded_checkpoints
 from . import nnunet_compat
 from .checkpoints import load_weights
 from .engines import NetworkEngine, OpenVINOEngine, make_engine, weights_key
 from .network import build_network, input_channels, network_strides
+from .runtime import require_runtime
 from .settings import PredictorSettings, Resolved, resolve
 
 
@@ -43,14 +44,14 @@ def _stock_fallback(resolved: Resolved, verbose: bool) -> bool:
         return False
     lost = " (-fast and -crop are not available: running every tile)" if \
         (resolved.crop != "none" or resolved.tiles != "patch") else ""
-    print(f"warning: nnU-Net's stock predictor is used, same masks, slower{lost}: {problems[0]}"
-          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), file=sys.stderr)
+    logger.warning(f"nnU-Net's stock predictor is used, same masks, slower{lost}: {problems[0]}"
+                   + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     return True
 
 
 def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedModel:
     """An initialised predictor for ``model_folder`` and its checkpoints (imports torch and nnU-Net)."""
-    nnunet_compat.require_runtime()
+    require_runtime()
     import torch
 
     nn = nnunet_compat.import_nnunet()
@@ -82,7 +83,7 @@ def load_predictor(model_folder: Path, settings: PredictorSettings) -> LoadedMod
     engine.load_state_dict(parameters[0])
     if settings.verbose:
         for note in resolved.notes:
-            print(f"note: {note}", file=sys.stderr)
+            logger.info(note)
     stock = _stock_fallback(resolved, settings.verbose)
     if stock:
         predictor_cls = nn.predictor

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from ..errors import ModelError
+from ..errors import ModelError, SettingError
+from ..log import logger
+from ..machine import cores, cpu_flags, module_available
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
@@ -36,33 +37,36 @@ _warned: set = set()
 
 def max_threads() -> int:
     """The most CPU threads worth asking for: the logical CPUs of this machine."""
-    return max(os.cpu_count() or 1, default_threads())
+    return max(os.cpu_count() or 1, cores())
 
 
-def check_threads(value: int) -> int:
-    if not 1 <= int(value) <= max_threads():
-        raise ValueError(f"threads {value}: use 1 to {max_threads()} (the logical CPUs of this machine)")
+def check_threads(value: int, machine: bool = True) -> int:
+    """``value`` threads: at least 1, and with ``machine`` at most this machine's CPUs (checked only where the
+    model loads: a cluster job may have more cores than the machine submitting it)."""
+    if int(value) < 1 or (machine and int(value) > max_threads()):
+        limit = f"1 to {max_threads()} (the logical CPUs of this machine)" if machine else "1 or more"
+        raise SettingError(f"threads {value}: use {limit}")
     return int(value)
 
 
 def check_tile_step_size(value: float) -> float:
     low, high = TILE_STEP_RANGE
     if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"tile step size {value}: use {low} to {high} (fraction of a tile; default 0.5, "
+        raise SettingError(f"tile step size {value}: use {low} to {high} (fraction of a tile; default 0.5, "
                          "smaller steps multiply the run time by (0.5 / step)³)")
     return float(value)
 
 
 def check_threshold(value: float) -> float:
     if not (math.isfinite(value) and 0.0 < value < 1.0):
-        raise ValueError(f"threshold {value}: a probability strictly between 0 and 1 is needed (default 0.5)")
+        raise SettingError(f"threshold {value}: a probability strictly between 0 and 1 is needed (default 0.5)")
     return float(value)
 
 
 def check_folds(folds: Iterable[int]) -> Tuple[int, ...]:
     out = tuple(int(f) for f in folds)
     if any(f < 0 for f in out) or len(set(out)) != len(out):
-        raise ValueError(f"folds {' '.join(map(str, out))}: give distinct fold numbers >= 0")
+        raise SettingError(f"folds {' '.join(map(str, out))}: give distinct fold numbers >= 0")
     return out
 
 
@@ -102,18 +106,6 @@ class Resolved:
                 "layout": "channels_last_3d" if self.channels_last else "contiguous"}
 
 
-def cpu_flags() -> set:
-    """CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is far slower than fp32."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
@@ -123,23 +115,8 @@ def fp16_cpu_warning(flags: set) -> Optional[str]:
     """The warning for fp16 on a CPU with these feature flags (None where the CPU computes fp16 natively)."""
     if flags & NATIVE_FP16_FLAGS:
         return None
-    return ("warning: -precision fp16 on this CPU (no AVX512-FP16/AMX-FP16): PyTorch emulates fp16 and runs "
+    return ("-precision fp16 on this CPU (no AVX512-FP16/AMX-FP16): PyTorch emulates fp16 and runs "
             "~80x slower than fp32 (measured on an AVX-512 BF16 AMD EPYC); use -precision fp32 (exact) or bf16")
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def module_available(name: str) -> bool:
-    import importlib.util
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _resolve_device(name: str):
@@ -159,18 +136,20 @@ def _resolve_device(name: str):
 
 def resolve(settings: PredictorSettings) -> Resolved:
     """Turn ``auto`` settings into concrete ones for this machine (imports torch)."""
-    from .nnunet_compat import require_runtime
+    from .runtime import require_runtime
     require_runtime()
     import torch
 
     for value, allowed, what in ((settings.precision, PRECISIONS, "precision"), (settings.backend, BACKENDS, "backend"),
                                  (settings.crop, CROPS, "crop"), (settings.tiles, TILES, "tiles")):
         if value not in allowed:
-            raise ValueError(f"invalid {what} {value!r} (choose from {', '.join(allowed)})")
+            raise SettingError(f"invalid {what} {value!r} (choose from {', '.join(allowed)})")
     device = _resolve_device(settings.device)
     notes: List[str] = []
+    if settings.threads:
+        check_threads(settings.threads)  # the machine cap, where the model loads
     threads = int(settings.threads) if settings.threads else (torch.get_num_threads() if device.type != "cpu"
-                                                               else default_threads())
+                                                               else cores())
     precision = settings.precision
     if precision == "auto":
         if device.type == "cuda":
@@ -182,7 +161,7 @@ def resolve(settings: PredictorSettings) -> Resolved:
     warning = fp16_cpu_warning(cpu_flags()) if precision == "fp16" and device.type == "cpu" else None
     if warning and warning not in _warned:  # once per process
         _warned.add(warning)
-        print(warning, file=sys.stderr)
+        logger.warning(warning)
     backend = settings.backend
     if backend == "auto":
         backend = "torch"
@@ -192,9 +171,9 @@ def resolve(settings: PredictorSettings) -> Resolved:
             else:
                 notes.append("OpenVINO is not installed: using PyTorch (pip install openvino for ~2x on CPU)")
     if backend in ("openvino", "onnxruntime") and device.type != "cpu":
-        raise ValueError(f"backend {backend} runs on the CPU only (device is {device.type})")
+        raise SettingError(f"backend {backend} runs on the CPU only (device is {device.type})")
     if backend == "onnxruntime" and precision != "fp32":
-        raise ValueError("backend onnxruntime supports precision fp32 only")
+        raise SettingError("backend onnxruntime supports precision fp32 only")
     if backend in ("openvino", "onnxruntime") and not module_available(backend):
         raise ModelError(f"backend {backend}: the Python package {backend!r} is not installed")
     channels_last = (backend == "torch" and device.type == "cpu" and settings.precision != "fp32"

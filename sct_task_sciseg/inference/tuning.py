@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
+from ..environment import lenient
+
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 TUNED_MARK = "SCISEG_TUNED_PROCESS"  # set: this process is never restarted (already restarted, or asked)
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -19,7 +21,7 @@ def huge_pages_environment(environ: Mapping[str, str], glibc: str = "", thp_mode
     ``SCISEG_TUNED_PROCESS`` set. nnU-Net's PyTorch network allocates a fresh 0.3 GB array for most layers;
     with 2 MiB pages the kernel takes 512× fewer page faults to hand them out (exact mode ≈ 13 % faster on the
     sagittal benchmark, same peak memory, same bits)."""
-    if environ.get(TUNED_MARK) or "malloc.hugetlb" in environ.get("GLIBC_TUNABLES", ""):
+    if lenient(TUNED_MARK, environ) or "malloc.hugetlb" in environ.get("GLIBC_TUNABLES", ""):
         return None
     if not glibc:
         try:
@@ -65,14 +67,15 @@ def restart_tuned() -> None:
         return
 
 
-def configure_process(threads: Optional[int] = None) -> None:
-    """Tune this process for inference: ``threads`` for torch's CPU operations (when given), and glibc
-    serving large arrays from mmap and handing freed memory back, so that nnU-Net's resampling temporaries do
-    not stay resident while the network runs (lower peak memory, same results). Irreversible; call once."""
+def configure_process(threads: Optional[int] = None, allocator: bool = True) -> None:
+    """Tune this process for inference: ``threads`` for torch's CPU operations (when given), and with
+    ``allocator`` glibc serving large arrays from mmap and handing freed memory back, so that nnU-Net's
+    resampling temporaries do not stay resident while the network runs (lower peak memory, same results).
+    Irreversible; call once, in a process the package started (the command, its own cluster's workers)."""
     if threads:
         import torch
         torch.set_num_threads(int(threads))
-    if sys.platform.startswith("linux"):
+    if allocator and sys.platform.startswith("linux"):
         try:
             import ctypes
             libc = ctypes.CDLL("libc.so.6")

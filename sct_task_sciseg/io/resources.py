@@ -12,14 +12,15 @@ Two limits, both overridable from the environment:
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Sequence
 
+from ..environment import BY_NAME, get
 from ..errors import InputError
+from ..machine import available_memory
 
 ENV_MAX_MODEL_VOXELS = "SCISEG_MAX_MODEL_VOXELS"
 ENV_CHECK_MEMORY = "SCISEG_CHECK_MEMORY"
-DEFAULT_MAX_MODEL_VOXELS = 2 ** 27
+DEFAULT_MAX_MODEL_VOXELS = BY_NAME[ENV_MAX_MODEL_VOXELS].default
 #: Bytes per voxel at the model's spacing (float32 image, half-precision logits and counts of nnU-Net's
 #: sliding window, float32 logits when exporting) and per input voxel (the image, its reoriented copy and the
 #: resampled region probabilities); measured peak growth with the phantom model is ≈ 25 B per model voxel.
@@ -36,33 +37,15 @@ def _size(n: float) -> str:
     return f"{n / 1e3:.0f} kB"
 
 
-def available_memory() -> Optional[int]:
-    """Bytes of memory available to a new allocation now (Linux ``MemAvailable``), None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def max_model_voxels() -> Optional[int]:
     """The cap on voxels at the model's spacing (None: no cap), from ``SCISEG_MAX_MODEL_VOXELS``."""
-    raw = os.environ.get(ENV_MAX_MODEL_VOXELS, "").strip()
-    if not raw:
-        return DEFAULT_MAX_MODEL_VOXELS
-    try:
-        value = int(float(raw))
-    except ValueError:
-        raise InputError(f"{ENV_MAX_MODEL_VOXELS}={raw!r}: not a number of voxels (0 = no cap)") from None
-    return None if value <= 0 else value
+    value = get(ENV_MAX_MODEL_VOXELS)
+    return None if value == 0 else value
 
 
 def check_memory(name: str, needed: int, what: str) -> None:
     """Refuse when ``needed`` bytes are more than the memory available now (unless turned off)."""
-    if os.environ.get(ENV_CHECK_MEMORY, "1").strip().lower() in ("0", "no", "off", "false"):
+    if not get(ENV_CHECK_MEMORY):
         return
     free = available_memory()
     if free is not None and needed > free:

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..inference.settings import check_threshold
 from ..io.components import component_sizes, label_components
-from ..tasks import SCISEG, LabelScheme
+from ..errors import SettingError
+from ..tasks import LabelScheme
 
 _SIZE = re.compile(r"^(?:([a-z0-9_]+):)?([0-9]*\.?[0-9]+)(mm3|vox)?$")
 
@@ -44,14 +45,14 @@ class PostProcessing:
                 "remove_small": list(self.remove_small)}
 
 
-def parse_size(spec: str, scheme: LabelScheme = SCISEG.labels) -> Tuple[str, float, str]:
+def parse_size(spec: str, scheme: LabelScheme) -> Tuple[str, float, str]:
     """``"lesion:5mm3"`` → ``("lesion", 5.0, "mm3")``; the output defaults to the scheme's finding (else its
     parent), the unit to voxels."""
     m = _SIZE.match(spec.strip().lower())
     names = scheme.names
     if not m or (m.group(1) and m.group(1) not in names):
         example = f"5mm3, 10vox, {scheme.parent}:200mm3"
-        raise ValueError(f"invalid size {spec!r}: use e.g. {example} (outputs: {', '.join(names)})")
+        raise SettingError(f"invalid size {spec!r}: use e.g. {example} (outputs: {', '.join(names)})")
     return m.group(1) or scheme.finding or scheme.parent, float(m.group(2)), m.group(3) or "vox"
 
 
@@ -85,7 +86,7 @@ def soft_maps(probs: np.ndarray, regions_class_order: Sequence[int], outputs: Se
 
 
 def apply(labels: np.ndarray, pp: PostProcessing, voxel_volume_mm3: float,
-          scheme: LabelScheme = SCISEG.labels) -> np.ndarray:
+          scheme: LabelScheme) -> np.ndarray:
     """Apply ``pp`` to a label map (in any orientation: operations are orientation-free)."""
     from scipy import ndimage
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import __version__
-from ..inference.nnunet_compat import installed_version
+from ..inference.runtime import installed_version
 from ..io.hashing import sha256_file
 
 

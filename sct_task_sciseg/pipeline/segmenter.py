@@ -21,9 +21,10 @@ from ..io.outputs import ScanOutputs
 from ..io.nifti import from_array, mask_image, probability_image, read_header, validate_image
 from ..io.orientation import Reorientation, sct_to_nib_axcodes
 from ..io.resources import check_model_space
+from ..tasks import Task
 from ..weights import InstalledModel, ensure_installed, find_installed
 from .config import SegmenterConfig
-from .postprocess import apply, labels_from_probabilities, soft_maps, split
+from .postprocess import PostProcessing, apply, labels_from_probabilities, soft_maps, split
 from .provenance import provenance
 from .writer import write_outputs
 
@@ -48,17 +49,24 @@ class Segmenter:
     >>> seg = Segmenter()                      # default task and release, installed on first use
     >>> seg.segment_file("sub-01_T2w.nii.gz")  # → {'sc': Path(...sc_seg.nii.gz), 'lesion': Path(...)}
 
-    Keywords are the fields of :class:`SegmenterConfig`; ``Segmenter.from_config(seg.config)`` builds the
-    same segmenter elsewhere (another process). A segmenter may be shared by threads: its model loads once
-    and predictions run one at a time.
+    The arguments are the fields of :class:`SegmenterConfig` (see there); ``Segmenter.from_config(seg.config)``
+    builds the same segmenter elsewhere (another process). A segmenter may be shared by threads: its model
+    loads once and predictions run one at a time.
     """
 
-    def __init__(self, task=None, tag: Optional[str] = None, **options):
-        unknown = set(options) - set(SegmenterConfig.names())
-        if unknown:
-            raise TypeError(f"unknown Segmenter option(s): {', '.join(sorted(unknown))}")
-        self.config = SegmenterConfig(task=task, tag=tag, **options)
-        from ..inference.nnunet_compat import require_runtime
+    def __init__(self, task: Union[str, Task, None] = None, tag: Optional[str] = None, *,
+                 model_folder: Optional[Union[str, Path]] = None, models_dir: Optional[Union[str, Path]] = None,
+                 device: str = "auto", threads: Optional[int] = None, tile_step_size: Optional[float] = None,
+                 test_time_aug: Optional[bool] = None, folds: Optional[Sequence[int]] = None,
+                 checkpoint: Optional[str] = None, postprocessing: Optional[PostProcessing] = None,
+                 quiet: bool = False, precision: str = "auto", backend: str = "auto", crop: Optional[str] = None,
+                 tiles: Optional[str] = None, fast: bool = False, soft: bool = False):
+        self.config = SegmenterConfig(
+            task=task, tag=tag, model_folder=model_folder, models_dir=models_dir, device=device, threads=threads,
+            tile_step_size=tile_step_size, test_time_aug=test_time_aug,
+            folds=folds, checkpoint=checkpoint, postprocessing=postprocessing,
+            quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast, soft=soft)
+        from ..inference.runtime import require_runtime
         require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
         self.settings = self.config.predictor_settings(self.task)

@@ -23,8 +23,8 @@ class Roles:
 
     structure: str
     finding: str
-    structure_title: str = "cord"
-    finding_title: str = "lesion"
+    structure_title: str
+    finding_title: str
 
     @classmethod
     def of(cls, scheme) -> "Roles":
@@ -77,7 +77,7 @@ def _mask3d(obj, shape) -> np.ndarray:
 
 
 def canonical_scan(image: nib.spatialimages.SpatialImage, masks: Mapping[str, object],
-                   roles: Roles = DEFAULT_ROLES) -> CanonicalScan:
+                   roles: Roles) -> CanonicalScan:
     """Reorient image and masks to RAS. ``roles`` names the structure (drawn red) and the finding (cyan)
     among ``masks`` (arrays or images on the image grid; a missing finding is drawn as none)."""
     data = _array3d(image, np.float32)

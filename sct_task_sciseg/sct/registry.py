@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .. import __version__
+from ..environment import get
 from ..errors import SciSegError
 from ..sct_hook import flag as _env_flag
 from ..tasks import Release, Task, get_task
@@ -138,7 +139,7 @@ def _task_entry(task: Task, release: Release, key: str, feats: Dict[str, bool],
 
 
 def _release_for_sct(task: Task, tag: Optional[str]) -> Release:
-    tag = tag or os.environ.get(ENV_RELEASE) or None
+    tag = tag or get(ENV_RELEASE) or None
     return task.release(tag)
 
 

@@ -1,9 +1,10 @@
 """Every known task: this package's own, plus those other packages expose in the entry-point group."""
 from __future__ import annotations
 
-import sys
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import UnknownTaskError
+from ..log import logger
 from .schema import Task
 from .sciseg import SCISEG
 
@@ -26,7 +27,7 @@ def all_tasks() -> Dict[str, Task]:
         try:
             task = ep.load()
         except Exception as exc:  # a broken third-party plugin must not break this one
-            print(f"warning: task plugin {ep.name!r} failed to load: {exc}", file=sys.stderr)
+            logger.warning(f"task plugin {ep.name!r} failed to load: {exc}")
             continue
         if isinstance(task, Task):
             tasks.setdefault(task.name, task)
@@ -50,7 +51,7 @@ def get_task(name: Optional[str] = None) -> Task:
         if name in task.names:
             return task
     known = ", ".join(sorted(n for t in tasks.values() for n in t.names))
-    raise KeyError(f"unknown task {name!r} (known: {known})")
+    raise UnknownTaskError(f"unknown task {name!r} (known: {known})")
 
 
 def resolve_task(spec, tag: Optional[str] = None) -> Tuple[Task, Optional[str]]:

@@ -153,5 +153,5 @@ class Task:
         matches = exact or [r for r in self.releases if r.tag.startswith(tag)]
         if len(matches) != 1:
             known = ", ".join(r.tag for r in self.releases)
-            raise KeyError(f"task {self.name} has no release {tag!r} (known: {known})")
+            raise UnknownTaskError(f"task {self.name} has no release {tag!r} (known: {known})")
         return matches[0]

@@ -4,7 +4,6 @@ archive may not unpack to more than a cap, more than the free disk, or far more 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import stat
@@ -13,6 +12,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional
 
+from ..environment import get
 from ..errors import InstallError
 
 MAX_RATIO = 50  # model files (float weights, JSON) deflate by 1.1–10×; a bomb by hundreds
@@ -22,7 +22,7 @@ DISK_MARGIN = 64 << 20
 
 def max_unzipped() -> int:
     """Most bytes a release archive may unpack to (``SCISEG_MAX_UNZIPPED_MB``, default 8 GiB)."""
-    return int(float(os.environ.get("SCISEG_MAX_UNZIPPED_MB", 8192)) * (1 << 20))
+    return int(get("SCISEG_MAX_UNZIPPED_MB") * (1 << 20))
 
 
 def html_problem(path: Path) -> Optional[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
+from ..environment import get
 from ..errors import Hint, InstallError
 from ..io.hashing import CHUNK
 from .archive import html_problem
@@ -29,8 +30,9 @@ from .locations import redact
 
 
 def _env(name: str, default: float) -> float:
-    """Tunables (timeouts in s, retries, backoff base in s), read at call time."""
-    return float(os.environ.get(name, default))
+    """Tunables (timeouts in s, retries, backoff base in s), read at call time (``default``: documentation;
+    the value when unset is :mod:`sct_task_sciseg.environment`'s)."""
+    return float(get(name))
 
 
 def _deadline_s() -> float:

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import List, Optional, Union
 
+from ..environment import get
+
 ENV_MODELS_DIR = "SCISEG_MODELS_DIR"
 ENV_RELEASE_URL = "SCISEG_RELEASE_URL"
 INSTALL_RECORD = "sciseg_install.json"  # written last into each installed release folder
@@ -58,8 +60,8 @@ def is_writable(path: PathLike) -> bool:
 
 def user_models_dir() -> Path:
     """``$SCISEG_MODELS_DIR``, else the platformdirs user data folder (``~/.local/share/sct_task_sciseg/models``)."""
-    if os.environ.get(ENV_MODELS_DIR):
-        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
+    if get(ENV_MODELS_DIR):
+        return Path(get(ENV_MODELS_DIR)).expanduser()
     import platformdirs
     return Path(platformdirs.user_data_dir("sct_task_sciseg", appauthor=False)) / "models"
 
@@ -79,7 +81,7 @@ def resolve_models_dir(explicit: Optional[PathLike] = None) -> Path:
     installed releases) > the platformdirs user data folder."""
     if explicit:
         return Path(explicit).expanduser()
-    if os.environ.get(ENV_MODELS_DIR):
+    if get(ENV_MODELS_DIR):
         return user_models_dir()
     sct = sct_models_dir()
     if sct is not None and sct.parent.is_dir() and usable_sct_folder(sct):
@@ -104,5 +106,5 @@ def task_dir(task, models_dir: Optional[PathLike] = None) -> Path:
 
 def release_base_urls(task) -> List[str]:
     """``$SCISEG_RELEASE_URL`` (one or more base URLs, comma/space separated) replaces upstream."""
-    env = os.environ.get(ENV_RELEASE_URL, "").replace(",", " ").split()
+    env = (get(ENV_RELEASE_URL) or "").replace(",", " ").split()
     return env or [task.base_url]

@@ -8,7 +8,6 @@ new one is complete and a killed installer leaves nothing half-installed.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -16,17 +15,18 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote, urlparse
 
 from .. import __version__
 from ..errors import Hint, InstallError, ModelError
 from ..io.atomic import atomic_write
 from ..io.hashing import sha256_file, sha256_tree
-from ..tasks import Release, Task
+from ..tasks import Release, Task, resolve_task
 from .archive import html_problem, safe_extract
 from .download import download
-from .locations import ENV_MODELS_DIR, INSTALL_RECORD, read_only_note, redact, release_base_urls, task_dir
+from .locations import INSTALL_RECORD, read_only_note, redact, release_base_urls, task_dir
+from .lock import task_lock
 from .model_folder import fold_checkpoints, find_model_folder, model_folder_name, validate_model_folder
 from .trust import TRUST_FILE, TrustRecord, mismatch, now
 
@@ -175,51 +175,23 @@ def _cleanup_stale(tdir: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def lock_timeout() -> float:
-    """Seconds an install waits for another install of the same task (``SCISEG_LOCK_TIMEOUT``)."""
-    return float(os.environ.get("SCISEG_LOCK_TIMEOUT", 3600))
-
-
-@contextlib.contextmanager
-def task_lock(tdir: Path, say: Callable[[str], None]) -> Iterator[None]:
-    """The task folder's install lock; says so when another install holds it, and gives up after
-    :func:`lock_timeout` seconds."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(tdir / ".install.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        limit = lock_timeout()
-        say(f"waiting for another install of this task to finish (lock {lock.lock_file}); giving up after "
-            f"{limit:g} s")
-        try:
-            lock.acquire(timeout=limit)
-        except Timeout:
-            raise InstallError(f"{lock.lock_file}: another process has been installing this task for more than "
-                               f"{limit:g} s; giving up (stop that process or retry later; SCISEG_LOCK_TIMEOUT "
-                               "sets the wait)") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def _release_for(task: Task, tag: Optional[str], source: Optional[str]) -> Release:
     if tag is not None and tag not in {r.tag for r in task.releases} and source is not None:
         return Release(tag, Path(urlparse(source).path).name or tag, "custom release")
     return task.release(tag)  # prefix match, default release, or KeyError naming the known tags
 
 
-def install(task: Task, tag: Optional[str] = None, *, models_dir: Optional[PathLike] = None,
+def install(task: Union[Task, str], tag: Optional[str] = None, *, models_dir: Optional[PathLike] = None,
             source: Optional[str] = None, force: bool = False, quiet: bool = False,
             log: Optional[Callable[[str], None]] = None) -> InstalledModel:
-    """Install release ``tag`` of ``task`` (default release when None) and return it.
+    """Install release ``tag`` of ``task`` (a :class:`Task`, a name, or ``"name@tag"``; default release when
+    no tag) and return it.
 
     ``source`` replaces the release URL: an http(s)/file URL, a local zip or a local model folder (air-gapped
     installs); it is installed under ``tag``. Already installed and intact → returned with no network access.
     """
     say = log or (lambda m: None if quiet else _stderr(m))
+    task, tag = resolve_task(task, tag)
     release = _release_for(task, tag, source)
     tdir = task_dir(task, models_dir)
     try:

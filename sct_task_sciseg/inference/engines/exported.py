@@ -13,6 +13,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ...environment import get
 from ...errors import ModelError
 from ..export_view import VIEW_VERSION, export_view
 from ..settings import Resolved
@@ -23,9 +24,9 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 def cache_dir() -> Path:
     """Where exported networks (OpenVINO IR, ONNX) are kept: $SCISEG_CACHE_DIR, else the user cache folder."""
-    env = os.environ.get("SCISEG_CACHE_DIR")
+    env = get("SCISEG_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
+        return Path(env)
     import platformdirs
     return Path(platformdirs.user_cache_dir("sct_task_sciseg", appauthor=False))
 
