@@ -74,7 +74,18 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _line_buffered() -> None:
+    """Progress reaches logs and pipes line by line, as on a terminal (CI logs, ``sbatch`` output files)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if not stream.isatty() and not stream.line_buffering:
+                stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError, OSError):  # a stream replaced by something else
+            pass
+
+
 def _run(argv: Optional[Sequence[str]]) -> int:
+    _line_buffered()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

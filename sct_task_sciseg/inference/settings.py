@@ -39,9 +39,13 @@ def max_threads() -> int:
     return max(os.cpu_count() or 1, default_threads())
 
 
-def check_threads(value: int) -> int:
-    if not 1 <= int(value) <= max_threads():
-        raise ValueError(f"threads {value}: use 1 to {max_threads()} (the logical CPUs of this machine)")
+def check_threads(value: int, cores: Optional[int] = None) -> int:
+    """1 to ``cores`` threads (default: the logical CPUs of this machine; 0: no upper bound, for workers
+    elsewhere, whose cores are checked where they are known)."""
+    limit = max_threads() if cores is None else cores
+    if int(value) < 1 or (limit and int(value) > limit):
+        raise ValueError(f"threads {value}: use 1 to {limit} (the logical CPUs of this machine)" if limit
+                         else f"threads {value}: use 1 or more")
     return int(value)
 
 

@@ -49,7 +49,7 @@ class SegmenterConfig:
         if self.folds is not None:
             object.__setattr__(self, "folds", check_folds(self.folds) or None)
         if self.threads is not None:
-            check_threads(self.threads)
+            check_threads(self.threads, cores=0)  # portable; the CLI checks this machine's or a job's cores
         if self.tile_step_size is not None:
             check_tile_step_size(float(self.tile_step_size))
         if self.postprocessing is None:
