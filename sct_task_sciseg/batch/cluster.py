@@ -162,11 +162,11 @@ def scheduler_policy(client: Client, allowed_failures: int = ALLOWED_FAILURES,
 class DaskExecutor:
     """Runs each scan as one task on ``client``'s cluster (see the module's notes). ``tune``: tune the worker
     processes (threads, allocator); only for clusters this package started, never a user's own workers.
-    ``watch(left)``, when given, is called every few seconds while nothing completes; it raises to stop a batch
-    that cannot finish (every job of a batch system gone)."""
+    ``watch(left)``, when given, is called with the inputs not done every few seconds while nothing completes;
+    it raises to stop a batch that cannot finish (every job of a batch system gone)."""
 
     def __init__(self, client: Client, allowed_failures: int = ALLOWED_FAILURES, tune: bool = True,
-                 watch: Optional[Callable[[int], None]] = None):
+                 watch: Optional[Callable[[List[str]], None]] = None):
         self.client, self.allowed_failures, self.tune, self.watch = client, allowed_failures, tune, watch
 
     def run(self, pipeline) -> None:
@@ -190,19 +190,18 @@ class DaskExecutor:
 
     def _gather(self, futures, jobs: Dict[str, Job], finish: Callable[[Job], None]) -> None:
         """Each finished job to ``finish`` as it comes back; ``watch`` while none does."""
-        left, waiting, checked = len(futures), as_completed(futures), time.monotonic()
+        left, waiting, checked = dict(jobs), as_completed(futures), time.monotonic()
         while left:
             if waiting.has_ready() or self.watch is None:
                 for future in waiting.next_batch(block=self.watch is None):
-                    job = jobs[future.key]
+                    job = left.pop(future.key)
                     _collect(future, job)
                     future.release()
                     finish(job)
-                    left -= 1
                 continue
             time.sleep(0.1)
             if time.monotonic() - checked >= WATCH_SECONDS:
-                self.watch(left)
+                self.watch([str(j.path) for j in left.values()])
                 checked = time.monotonic()
 
 

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import dask
 
@@ -95,11 +95,14 @@ def make_cluster(spec: ClusterSpec, logs: Path, secrets: Optional[Path]):
 
     backend = spec.backend
     cls = getattr(import_jobqueue(), backend.cluster_class)
-    address = dashboard(spec)
-    scheduler = {"dashboard_address": address} if address else {"dashboard": False}
+    address = dashboard(spec)  # else: no dashboard, and the scheduler's HTTP routes on loopback only
+    scheduler = {"dashboard_address": address} if address else {"dashboard": False,
+                                                                 "dashboard_address": "127.0.0.1:0"}
     extra = {"security": Security.temporary(), "protocol": "tls://",
              "shared_temp_directory": str(secrets)} if secrets else {}
-    return cls(**job_options(spec), log_directory=str(logs), scheduler_options=scheduler, **extra)
+    workers = list(dask.config.get(f"jobqueue.{spec.system}.worker-extra-args", None) or [])
+    return cls(**job_options(spec), log_directory=str(logs), scheduler_options=scheduler,
+               worker_extra_args=workers + ["--no-dashboard"], **extra)
 
 
 def check_submission(cluster, backend: Backend) -> None:
@@ -156,21 +159,25 @@ class JobWatch:
         self.since = {n: self.since.get(n, now) for n in unsure}
         return certain | {n for n, t in self.since.items() if now - t >= GRACE_SECONDS}
 
-    def __call__(self, left: int) -> None:
+    def __call__(self, left: List[str]) -> None:
         confirmed = self.gone()
         if not confirmed:
             return
-        if self.resubmitted + len(confirmed) > self.limit:
-            raise SciSegError(f"every worker job is gone or failed ({len(self.seen)} submitted, "
-                              f"{self.resubmitted} replaced, limit {self.limit}) with {left} scans not done; "
-                              f"the job logs are in {self.logs}; run the same command again to resume")
         for name in confirmed:
             self.cluster.worker_spec.pop(name, None)
             self.cluster.workers.pop(name, None)
-        self.resubmitted += len(confirmed)
-        self.say(f"{len(confirmed)} worker job(s) gone: submitting replacements ({self.resubmitted} of at most "
-                 f"{self.limit})")
-        self.cluster.scale(jobs=self.jobs)
+            self.since.pop(name, None)
+        room = min(self.limit - self.resubmitted, len(confirmed))
+        if room > 0:
+            self.resubmitted += room
+            self.say(f"{len(confirmed)} worker job(s) gone: {room} submitted again ({self.resubmitted} of at most "
+                     f"{self.limit})")
+            self.cluster.scale(jobs=len(self.cluster.worker_spec) + room)
+        elif not self.cluster.worker_spec:
+            names = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+            raise SciSegError(f"the worker jobs are gone ({len(self.seen)} submitted, {self.resubmitted} "
+                              f"replaced, -slurm-resubmit {self.limit}); {len(left)} scans not done: {names}; "
+                              f"job logs in {self.logs}; run the same command again to resume")
 
     def cancel_all(self) -> None:
         """Cancel every job this run submitted that may still be queued or running."""
