@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import nibabel as nib
@@ -273,10 +275,13 @@ def test_slurm_job_script_from_config_file_and_flags(tmp_path):
                               prologue=("module load python/3.11", "source /shared/sciseg/.venv/bin/activate"))
     spec = ClusterSpec("slurm", threads=2, slurm=options, logs=str(tmp_path / "logs"))
     assert job_threads(spec) == 2
+    import psutil
     with dask.config.set(flat), make_cluster(spec, tmp_path / "logs", None) as cluster:
         script = cluster.job_script()
-        assert cluster.scheduler_address.startswith("tcp://")
-        assert "dashboard" not in cluster.scheduler_info.get("services", {})
+        port = int(cluster.scheduler_address.rsplit(":", 1)[1])
+        http = {c.laddr.ip for c in psutil.Process().net_connections("inet")
+                if c.status == "LISTEN" and c.laddr.port != port}
+        assert http == {"127.0.0.1"}  # the scheduler's HTTP routes (no dashboard): loopback only
     lines = script.splitlines()
     for directive in ("#SBATCH -p cpu", "#SBATCH -A lab-sci", "#SBATCH --cpus-per-task=32", "#SBATCH --mem=90G",
                       "#SBATCH -t 02:30:00", f"#SBATCH -e {tmp_path}/logs/dask-worker-%J.err"):
@@ -322,7 +327,9 @@ def test_local_cluster_listens_on_loopback_only_and_caps_workers(capsys):
         client = executor.client
         assert len(client.nthreads()) == most and threads == 1
         listening = client.run(_listening) | {"scheduler": client.run_on_scheduler(_listening)}
-        assert "dashboard" not in client.scheduler_info()["services"]
+        port = client.scheduler_info()["services"]["dashboard"]  # the HTTP routes (health, metrics)
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30)  # no dashboard page
     hosts = {ip for ips in listening.values() for ip in ips}
     assert hosts == {"127.0.0.1"}, listening
     own = {c.laddr.ip for c in psutil.Process().net_connections("inet") if c.status == "LISTEN"}

@@ -88,12 +88,13 @@ def open_local(spec: ClusterSpec, say: Callable[[str], None] = print) -> Iterato
             n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
             dashboard_address=dashboard(spec), silence_logs=logging.ERROR))
         client = stack.enter_context(Client(cluster, timeout="30s"))
-        _say_where(client, f"local cluster: {workers} workers x {threads} threads", say)
+        say_where(client, f"local cluster: {workers} workers x {threads} threads", say, bool(spec.dashboard))
         yield DaskExecutor(client), threads
 
 
-def _say_where(client: Client, where: str, say: Callable[[str], None]) -> None:
-    link = client.dashboard_link if "dashboard" in client.scheduler_info().get("services", {}) else None
+def say_where(client: Client, where: str, say: Callable[[str], None], served: bool = True) -> None:
+    """``where`` and the dashboard's address (``served``: when one is served; every scheduler has HTTP routes)."""
+    link = client.dashboard_link if served else None
     say(f"{where}; dashboard: {link}" if link else f"{where}; no dashboard (-dashboard to serve one)")
 
 
@@ -149,5 +150,5 @@ def open_address(spec: ClusterSpec, say: Callable[[str], None] = print) -> Itera
         except (OSError, TimeoutError) as exc:
             raise SciSegError(f"-scheduler {spec.scheduler}: cannot reach the scheduler ({exc})") from None
         threads = spec.threads or uniform_threads(client)
-        _say_where(client, f"scheduler {spec.scheduler}: {len(client.nthreads())} workers", say)
+        say_where(client, f"scheduler {spec.scheduler}: {len(client.nthreads())} workers", say)
         yield DaskExecutor(client, tune=False), threads

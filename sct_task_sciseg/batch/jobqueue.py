@@ -211,7 +211,8 @@ def open_jobqueue(spec: ClusterSpec, say: Callable[[str], None] = print) -> Iter
         from distributed import Client
         client = stack.enter_context(Client(cluster, timeout="30s"))
         say(f"{spec.system.upper()}: {options.jobs} jobs x {processes} workers x {threads} threads (workers join "
-            f"as their jobs start; TLS with certificates made for this run; job logs in {logs})")
+            f"as their jobs start; TLS with certificates made for this run; job logs in {logs})"
+            + (f"; dashboard: {client.dashboard_link}" if spec.dashboard else ""))
         yield DaskExecutor(client, watch=watch), threads
 
 
