@@ -406,3 +406,27 @@ def test_importing_dask_jobqueue_keeps_the_sigint_handler():
             "assert signal.getsignal(signal.SIGINT) is mine, signal.getsignal(signal.SIGINT)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+@needs_dask
+def test_plain_tcp_scheduler_off_loopback_gets_one_warning_line(capsys):
+    import socket
+
+    import psutil
+    from distributed import LocalCluster
+    from sct_task_sciseg.batch.backends import ClusterSpec
+    from sct_task_sciseg.batch.connect import open_address
+
+    ips = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+           if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if not ips:
+        pytest.skip("this machine has no address other than loopback to listen on")
+    ip = ips[0]
+    with LocalCluster(n_workers=0, host=ip, dashboard_address=None, silence_logs=50) as cluster:
+        address = cluster.scheduler_address
+        with open_address(ClusterSpec(address), say=print) as (executor, threads):
+            assert executor.tune is False and threads is None  # the user's workers: never tuned
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sciseg: warning: -scheduler {address} is unencrypted and unauthenticated: anyone who can "
+                   f"reach {ip} can run code as the workers' user and read the scans; use tls:// with "
+                   "certificates"]
