@@ -194,15 +194,24 @@ class DaskExecutor:
         while left:
             if waiting.has_ready() or self.watch is None:
                 for future in waiting.next_batch(block=self.watch is None):
-                    job = left.pop(future.key)
-                    _collect(future, job)
+                    self._fetch(future, left)
                     future.release()
-                    finish(job)
+                    finish(left.pop(future.key))
                 continue
             time.sleep(0.1)
             if time.monotonic() - checked >= WATCH_SECONDS:
                 self.watch([str(j.path) for j in left.values()])
                 checked = time.monotonic()
+
+    def _fetch(self, future, left: Dict[str, Job]) -> None:
+        """The finished job into its place in ``left``; while its result cannot be fetched (it was held by a
+        worker that died since, so the scheduler computes it again), ``watch`` keeps running."""
+        while True:
+            try:
+                _collect(future, left[future.key], timeout=None if self.watch is None else WATCH_SECONDS)
+                return
+            except TimeoutError:
+                self.watch([str(j.path) for j in left.values()])
 
 
 def _absolute(job: Job) -> Job:
@@ -211,12 +220,15 @@ def _absolute(job: Job) -> Job:
     return replace(job, item=item, outputs={k: Path(os.path.abspath(p)) for k, p in job.outputs.items()})
 
 
-def _collect(future, job: Job) -> None:
-    """Copy the finished job that came back into ``job`` (paths as given here), or record why it failed."""
+def _collect(future, job: Job, timeout: Optional[float] = None) -> None:
+    """Copy the finished job that came back into ``job`` (paths as given here), or record why it failed;
+    raises ``TimeoutError`` when its result is not there within ``timeout`` seconds."""
     from distributed.scheduler import KilledWorker
 
     try:
-        done = future.result()
+        done = future.result(timeout=timeout)
+    except TimeoutError:
+        raise
     except KilledWorker as exc:
         job.status = "failed"
         job.reason = (f"{job.path}: {exc.allowed_failures + 1} workers died while segmenting it (the last: "

@@ -29,10 +29,10 @@ class Executor(Protocol):
         """Run every job of ``pipeline.todo``; call ``pipeline.finish(job)`` as each one is done or failed."""
 
 
-def require_dask(scheduler: Optional[str] = None) -> Backend:
+def require_dask(scheduler: Optional[str] = "local") -> Backend:
     """The backend of ``scheduler``; raises one line saying what to install when a module it needs is missing
     (found without importing it: importing dask-jobqueue replaces the process's SIGINT handler)."""
-    backend = backend_for(scheduler or "local")
+    backend = backend_for(scheduler)
     for name in backend.needs:
         try:
             missing = importlib.util.find_spec(name) is None
