@@ -430,3 +430,39 @@ def test_plain_tcp_scheduler_off_loopback_gets_one_warning_line(capsys):
     assert err == [f"sciseg: warning: -scheduler {address} is unencrypted and unauthenticated: anyone who can "
                    f"reach {ip} can run code as the workers' user and read the scans; use tls:// with "
                    "certificates"]
+
+
+def _finished_job(job):
+    return job
+
+
+@needs_dask
+def test_a_result_lost_with_its_worker_never_blocks_the_watch():
+    """A scan finished on a worker that then died (its job came back to no one): the scheduler must compute
+    it again, and while no worker is left the executor keeps calling its watch (which stops the batch), where
+    it used to wait for the result forever."""
+    from distributed import Client, LocalCluster
+    from sct_task_sciseg.batch.cluster import DaskExecutor
+    from sct_task_sciseg.batch.inputs import Item
+    from sct_task_sciseg.batch.runner import Job
+    from sct_task_sciseg.errors import SciSegError
+
+    calls = []
+
+    def watch(left):
+        calls.append(left)
+        raise SciSegError("every worker job is gone")
+
+    job = Job(Item(Path("sub-01_T2w.nii.gz")))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=50) as cluster, Client(cluster) as client:
+        future = client.submit(_finished_job, job, key="sciseg-sub-01-0")
+        future.result(timeout=60)
+        cluster.scale(0)
+        deadline = time.time() + 60
+        while client.nthreads() and time.time() < deadline:
+            time.sleep(0.1)
+        t0 = time.time()
+        with pytest.raises(SciSegError, match="every worker job is gone"):
+            DaskExecutor(client, watch=watch)._fetch(future, {future.key: job})
+        assert time.time() - t0 < 30 and calls == [["sub-01_T2w.nii.gz"]]
