@@ -137,8 +137,9 @@ def _batch(args, segmenter, items, executor) -> list:
     jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
                      error=err, analyze=args.analyze, executor=executor)
     if args.analyze and args.part:
-        print("cohort table: not written by a part; run the same command with -summarize instead of -part "
-              "once every part is done")
+        if args.v:
+            print("cohort table: not written by a part; run the same command with -summarize instead of -part "
+                  "once every part is done")
     elif args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
         _write_cohort(args, segmenter, items, jobs)
     return jobs
