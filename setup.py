@@ -45,9 +45,10 @@ setup(
         "test": ["pytest>=7"],
         # OpenVINO runs the network about 2x faster than PyTorch on CPUs without native bf16 (see README)
         "fast": ["openvino>=2023.1", "onnx>=1.14"],
-        # -scheduler local|tcp://|slurm (Client.register_plugin; bokeh serves the dashboard); bounds tested
+        # -scheduler local|tcp://|tls://|slurm (Client.register_plugin; bokeh serves the dashboard;
+        # cryptography makes each SLURM run's TLS certificates); bounds tested
         "cluster": ["dask>=2026.8.0,<2027", "distributed>=2026.8.0,<2027", "dask-jobqueue>=0.9.0,<0.10",
-                    "bokeh>=3.1"],
+                    "bokeh>=3.1", "cryptography>=41"],
     },
     entry_points={
         "console_scripts": [

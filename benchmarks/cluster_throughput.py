@@ -57,9 +57,10 @@ def run_one(kind: str, workers: int, threads: int, data: Path, out: Path, model:
         jobs = run_batch(seg, items, f"{out}/", verbose=0)
         t2 = time.perf_counter()
         return _row(kind, workers, threads, t1 - t0, t2 - t1, jobs)
-    from distributed import Client
-    from sct_task_sciseg.batch.cluster import DaskExecutor, SegmenterPlugin, local_cluster, worker_config
-    with local_cluster(workers, threads, dashboard=":0") as cluster, Client(cluster) as client:
+    from distributed import Client, LocalCluster
+    from sct_task_sciseg.batch.cluster import DaskExecutor, SegmenterPlugin, worker_config
+    with LocalCluster(n_workers=workers, threads_per_worker=threads, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
         client.register_plugin(SegmenterPlugin(worker_config(seg)))  # every worker loads the model
         t1 = time.perf_counter()
         jobs = run_batch(seg, items, f"{out}/", verbose=0, executor=DaskExecutor(client))

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import nibabel as nib
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import SCISEG_COMMAND, run_cli
-from sct_task_sciseg.batch.executors import cluster_shape
+from sct_task_sciseg.batch.resources import cluster_shape
 
 try:
     import distributed  # noqa: F401
@@ -120,8 +122,10 @@ def test_local_cluster_with_own_client_matches_serial_and_resumes(dataset, model
     out = tmp_path / "deriv"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.run(_torch_threads, 2)
         jobs = segment_many([dataset], f"{out}/", client=client, models_dir=models_dir, quiet=True)
         assert [j.status for j in jobs] == ["done"] * N_SCANS, [j.reason for j in jobs]
+        assert set(client.run(_torch_threads).values()) == {2}  # the user's workers: not tuned
         assert len({j.stats["worker"] for j in jobs}) == 2  # both workers segmented
         assert all(j.counts["sc"] > 500 for j in jobs)
         _assert_same(_outputs(out), serial)
@@ -131,16 +135,22 @@ def test_local_cluster_with_own_client_matches_serial_and_resumes(dataset, model
         assert [j.status for j in again] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
         assert client.run_on_scheduler(_allowed_failures) == 3  # dask's default, restored after each run
     _assert_same(_outputs(out), serial)
-    # the same outputs are up to date for the CLI on a local cluster too (dashboard address printed)
+    # the same outputs are up to date for the CLI on a local cluster too: no cluster is even started
     r = run_cli("-i", dataset, "-o", f"{out}/", "-scheduler", "local", "-workers", "1", "-threads", "1",
                 env={"SCISEG_MODELS_DIR": models_dir})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert re.search(r"^local cluster: 1 workers x 1 threads; dashboard: http://127\.0\.0\.1:\d+/status$",
-                     r.stdout, re.M), r.stdout
+    assert "local cluster" not in r.stdout, r.stdout
     assert f"done: 0 segmented, 0 failed, {N_SCANS} skipped" in r.stdout
 
 
 _allowed_failures = lambda dask_scheduler: dask_scheduler.allowed_failures  # noqa: E731 - pickled by value
+
+
+def _torch_threads(set_to=None) -> int:
+    import torch
+    if set_to:
+        torch.set_num_threads(set_to)
+    return torch.get_num_threads()
 
 
 def _start(args, log: Path, cwd: Path, env: dict) -> subprocess.Popen:
@@ -249,24 +259,211 @@ def test_scan_that_kills_two_workers_is_reported_failed(dataset, models_dir, tmp
 
 @needs_dask
 def test_slurm_job_script_from_config_file_and_flags(tmp_path):
-    from sct_task_sciseg.batch.cluster import slurm_cluster
-    from sct_task_sciseg.batch.executors import SlurmOptions
+    """The README's slurm.yaml read over dask-jobqueue's defaults (an empty ``jobqueue: {}`` left by the old
+    loader wiped them), flags over the file; workers run under TLS, with no dashboard, logs in their folder."""
+    import dask
+    from sct_task_sciseg.batch.backends import ClusterSpec, JobqueueOptions
+    from sct_task_sciseg.batch.connect import read_cluster_config
+    from sct_task_sciseg.batch.jobqueue import job_threads, make_cluster
 
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     config = tmp_path / "slurm.yaml"
-    config.write_text("jobqueue:\n  slurm:\n    queue: short\n    account: lab-sci\n    cores: 8\n"
-                      "    memory: 32GB\n    walltime: '01:00:00'\n"
-                      "    job-script-prologue: ['module load python/3.11']\n"
-                      "    scheduler-options: {host: 127.0.0.1}\n")
-    options = SlurmOptions(walltime="02:30:00", config_file=str(config),
-                           prologue=("module load python/3.11", "source /shared/sciseg/.venv/bin/activate"))
-    with slurm_cluster(options, threads=2, dashboard=":0") as cluster:
+    config.write_text(re.search(r"```yaml\n(# slurm\.yaml\n.*?)```", readme, re.S).group(1))
+    flat = read_cluster_config(str(config))
+    assert "jobqueue" not in flat and flat["jobqueue.slurm.cores"] == 32
+    options = JobqueueOptions(walltime="02:30:00", config_file=str(config),
+                              prologue=("module load python/3.11", "source /shared/sciseg/.venv/bin/activate"))
+    spec = ClusterSpec("slurm", threads=2, slurm=options, logs=str(tmp_path / "logs"))
+    assert job_threads(spec) == 2
+    import psutil
+    with dask.config.set(flat), make_cluster(spec, tmp_path / "logs", None) as cluster:
         script = cluster.job_script()
-        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        port = int(cluster.scheduler_address.rsplit(":", 1)[1])
+        http = {c.laddr.ip for c in psutil.Process().net_connections("inet")
+                if c.status == "LISTEN" and c.laddr.port != port}
+        assert http == {"127.0.0.1"}  # the scheduler's HTTP routes (no dashboard): loopback only
     lines = script.splitlines()
-    for directive in ("#SBATCH -p short", "#SBATCH -A lab-sci", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
-                      "#SBATCH -t 02:30:00"):
+    for directive in ("#SBATCH -p cpu", "#SBATCH -A lab-sci", "#SBATCH --cpus-per-task=32", "#SBATCH --mem=90G",
+                      "#SBATCH -t 02:30:00", f"#SBATCH -e {tmp_path}/logs/dask-worker-%J.err"):
         assert directive in lines, script
     worker = next(i for i, ln in enumerate(lines) if "distributed.cli.dask_worker" in ln)
     assert lines.index("module load python/3.11") < lines.index("source /shared/sciseg/.venv/bin/activate") < worker
-    assert "--nthreads 2" in lines[worker] and "--nworkers 4" in lines[worker]
-    assert "--memory-limit 7.45GiB" in lines[worker]
+    assert "--nthreads 2" in lines[worker] and "--nworkers 16" in lines[worker], lines[worker]
+    assert "--no-dashboard" in lines[worker] and "--local-directory $TMPDIR" in lines[worker]
+
+
+@needs_dask
+def test_threads_are_checked_against_a_jobs_cores_not_this_machine():
+    from sct_task_sciseg.batch.backends import ClusterSpec, JobqueueOptions
+    from sct_task_sciseg.batch.jobqueue import job_options
+    from sct_task_sciseg.cli.parser import build_parser, check_args
+    from sct_task_sciseg.errors import SciSegError
+    from sct_task_sciseg.pipeline.config import SegmenterConfig
+
+    many = os.cpu_count() * 4
+    parser = build_parser()
+    args = parser.parse_args(["-i", "x.nii.gz", "-scheduler", "slurm", "-threads", str(many),
+                              "-slurm-cores", str(many)])
+    check_args(parser, args)  # not refused on this machine's CPUs
+    assert SegmenterConfig(threads=many).threads == many
+    spec = ClusterSpec("slurm", threads=many, slurm=JobqueueOptions(cores=many, memory=f"{many * 4}GB"))
+    assert job_options(spec)["processes"] == 1
+    with pytest.raises(SciSegError, match=rf"^-threads {many + 1}: a job has {many} cores \(-slurm-cores\): "
+                                          rf"use 1 to {many}$"):
+        job_options(ClusterSpec("slurm", threads=many + 1, slurm=JobqueueOptions(cores=many, memory="8GB")))
+
+
+@needs_dask
+def test_local_cluster_listens_on_loopback_only_and_caps_workers(capsys):
+    """-workers 1000 starts what this machine holds, with one line; the scheduler, workers and nannies listen
+    on 127.0.0.1 only, and no dashboard is served unless asked for."""
+    import psutil
+    from sct_task_sciseg.batch.backends import ClusterSpec
+    from sct_task_sciseg.batch.connect import open_local
+    from sct_task_sciseg.batch.resources import most_workers
+    from sct_task_sciseg.machine import cores as machine_cores, total_memory as machine_memory
+
+    most = most_workers(machine_cores(), machine_memory())
+    with open_local(ClusterSpec("local", workers=1000, threads=1), say=print) as (executor, threads):
+        client = executor.client
+        assert len(client.nthreads()) == most and threads == 1
+        listening = client.run(_listening) | {"scheduler": client.run_on_scheduler(_listening)}
+        port = client.scheduler_info()["services"]["dashboard"]  # the HTTP routes (health, metrics)
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30)  # no dashboard page
+    hosts = {ip for ips in listening.values() for ip in ips}
+    assert hosts == {"127.0.0.1"}, listening
+    own = {c.laddr.ip for c in psutil.Process().net_connections("inet") if c.status == "LISTEN"}
+    assert own <= {"127.0.0.1"}, own  # the scheduler runs in this process
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (f"sciseg: warning: -workers 1000: this machine holds {most} "
+                                   f"({machine_cores()} cores, {machine_memory() / 2 ** 30:.1f} GiB at 3 GiB per "
+                                   f"worker); starting {most}")
+    assert f"local cluster: {most} workers x 1 threads; no dashboard (-dashboard to serve one)" in out
+
+
+def _listening():
+    import os as _os
+
+    import psutil
+    procs = [psutil.Process(_os.getpid())]
+    procs += [procs[0].parent()] if procs[0].parent() else []  # the nanny
+    return sorted({c.laddr.ip for p in procs for c in p.net_connections("inet") if c.status == "LISTEN"})
+
+
+@needs_dask
+def test_tcp_scheduler_pointed_at_an_http_port_fails_fast(dataset, models_dir, tmp_path):
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        port = re.search(r"port (\d+)", server.stdout.readline()).group(1)
+        t0 = time.time()
+        r = run_cli("-i", dataset, "-o", f"{tmp_path}/out/", "-scheduler", f"tcp://127.0.0.1:{port}",
+                    env={"SCISEG_MODELS_DIR": models_dir}, timeout=120)
+        seconds = time.time() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"sciseg: error: -scheduler tcp://127.0.0.1:{port}: the port accepts connections but no Dask scheduler "
+        "answered within 5 s (an HTTP port, such as the dashboard's?)"], r.stderr
+    assert seconds < 90
+
+
+def test_parts_cover_the_inputs_once_in_natural_order(monkeypatch):
+    from sct_task_sciseg.batch.inputs import Item
+    from sct_task_sciseg.batch.parts import parse_part, select_part
+
+    items = [Item(Path(f"/d/sub-{i}/anat/sub-{i}_T2w.nii.gz")) for i in (10, 2, 1, 11, 3)]
+    parts = [[it.path.parent.parent.name for it in select_part(items, (k, 3))] for k in range(3)]
+    assert parts == [["sub-1", "sub-10"], ["sub-2", "sub-11"], ["sub-3"]]
+    assert select_part(list(reversed(items)), (1, 3)) == select_part(items, (1, 3))
+    env = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert parse_part("array", env) == (2, 4) and parse_part("3/10") == (3, 10)
+    for bad in ("10/10", "-1/3", "1/0", "a/b"):
+        with pytest.raises(ValueError, match="expected K/N with 0 <= K < N"):
+            parse_part(bad)
+    with pytest.raises(ValueError, match="not inside a SLURM array job"):
+        parse_part("array", {})
+
+
+def test_summarize_names_every_scan_not_done_and_segments_nothing(dataset, models_dir, tmp_path):
+    r = run_cli("-i", dataset, "-o", f"{tmp_path}/out/", "-summarize", env={"SCISEG_MODELS_DIR": models_dir})
+    assert r.returncode == 1
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == N_SCANS and all(e.endswith("no up-to-date outputs (its part has not run, or failed)")
+                                          for e in errors), r.stderr
+    assert f"done: 0 segmented, {N_SCANS} failed, 0 skipped" in r.stdout
+    assert not list((tmp_path / "out").rglob("*.nii.gz"))
+
+
+def test_importing_dask_jobqueue_keeps_the_sigint_handler():
+    code = ("import signal\n"
+            "mine = lambda *a: None\n"
+            "signal.signal(signal.SIGINT, mine)\n"
+            "from sct_task_sciseg.batch.jobqueue import import_jobqueue\n"
+            "import_jobqueue()\n"
+            "assert signal.getsignal(signal.SIGINT) is mine, signal.getsignal(signal.SIGINT)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+@needs_dask
+def test_plain_tcp_scheduler_off_loopback_gets_one_warning_line(capsys):
+    import socket
+
+    import psutil
+    from distributed import LocalCluster
+    from sct_task_sciseg.batch.backends import ClusterSpec
+    from sct_task_sciseg.batch.connect import open_address
+
+    ips = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+           if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if not ips:
+        pytest.skip("this machine has no address other than loopback to listen on")
+    ip = ips[0]
+    with LocalCluster(n_workers=0, host=ip, dashboard_address=None, silence_logs=50) as cluster:
+        address = cluster.scheduler_address
+        with open_address(ClusterSpec(address), say=print) as (executor, threads):
+            assert executor.tune is False and threads is None  # the user's workers: never tuned
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sciseg: warning: -scheduler {address} is unencrypted and unauthenticated: anyone who can "
+                   f"reach {ip} can run code as the workers' user and read the scans; use tls:// with "
+                   "certificates"]
+
+
+def _finished_job(job):
+    return job
+
+
+@needs_dask
+def test_a_result_lost_with_its_worker_never_blocks_the_watch():
+    """A scan finished on a worker that then died (its job came back to no one): the scheduler must compute
+    it again, and while no worker is left the executor keeps calling its watch (which stops the batch), where
+    it used to wait for the result forever."""
+    from distributed import Client, LocalCluster
+    from sct_task_sciseg.batch.cluster import DaskExecutor
+    from sct_task_sciseg.batch.inputs import Item
+    from sct_task_sciseg.batch.runner import Job
+    from sct_task_sciseg.errors import SciSegError
+
+    calls = []
+
+    def watch(left):
+        calls.append(left)
+        raise SciSegError("every worker job is gone")
+
+    job = Job(Item(Path("sub-01_T2w.nii.gz")))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=50) as cluster, Client(cluster) as client:
+        future = client.submit(_finished_job, job, key="sciseg-sub-01-0")
+        future.result(timeout=60)
+        cluster.scale(0)
+        deadline = time.time() + 60
+        while client.nthreads() and time.time() < deadline:
+            time.sleep(0.1)
+        t0 = time.time()
+        with pytest.raises(SciSegError, match="every worker job is gone"):
+            DaskExecutor(client, watch=watch)._fetch(future, {future.key: job})
+        assert time.time() - t0 < 30 and calls == [["sub-01_T2w.nii.gz"]]

@@ -5,7 +5,7 @@
   with ``Client.register_plugin``, rebuilds the segmenter from that description on every worker (present and
   future) and loads it there once; a worker that cannot find the verified model fails with one line, it never
   downloads (parallel first installs are a known SCT failure).
-- Each task runs :func:`~sct_task_sciseg.batch.executors.run_job`, the in-process batch's own stages; outputs
+- Each task runs :func:`~sct_task_sciseg.batch.runner.run_job`, the in-process batch's own stages; outputs
   are written by the worker, atomically, so a killed worker leaves no partial output. Finished jobs come back
   as they complete (``as_completed``) into the batch's progress bar and summary.
 - Worker deaths: the scheduler re-runs a scan whose worker died on another worker, and fails it with
@@ -15,6 +15,7 @@
   blames no waiting scan; both are restored at the end. Exceptions inside a scan are not retried: they are
   the scan's failure (bad input), reported like in the local batch.
 
+Clusters are opened by :mod:`.connect` (this machine, an address) and :mod:`.jobqueue` (batch systems).
 Imported only when a cluster is used: ``import sct_task_sciseg`` never imports Dask.
 """
 from __future__ import annotations
@@ -22,26 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import math
 import os
 import threading
+import time
 import uuid
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import dask
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from distributed import Client, WorkerPlugin, as_completed, get_worker
 
 from ..errors import ModelError, SciSegError
 from ..pipeline.config import SegmenterConfig
 from ..tasks import Task
-from .executors import ClusterSpec, SlurmOptions, cluster_shape, machine_cores, machine_memory, run_job
-from .runner import Job
+from .runner import Job, run_job
 
 ALLOWED_FAILURES = 1
 SATURATION = 1.0
+WATCH_SECONDS = 2.0
 
 
 # -- on the workers ------------------------------------------------------------------------------------------
@@ -51,18 +51,18 @@ class SegmenterPlugin(WorkerPlugin):
 
     idempotent = True  # registering the same description again keeps the loaded model
 
-    def __init__(self, config: SegmenterConfig):
-        self.config = config
+    def __init__(self, config: SegmenterConfig, tune: bool = True):
+        self.config, self.tune = config, tune
         self.name = plugin_name(config)
         self._segmenter = None
         self._problem: Optional[BaseException] = None
         self._lock = threading.Lock()
 
     def __getstate__(self):
-        return {"config": self.config, "name": self.name}
+        return {"config": self.config, "name": self.name, "tune": self.tune}
 
     def __setstate__(self, state):
-        self.__init__(state["config"])
+        self.__init__(state["config"], state.get("tune", True))
 
     async def setup(self, worker) -> None:
         """Load the model in a thread, so the worker keeps answering the scheduler meanwhile."""
@@ -74,7 +74,7 @@ class SegmenterPlugin(WorkerPlugin):
         with self._lock:
             if self._segmenter is None and self._problem is None:
                 try:
-                    self._segmenter = _load(self.config, address, threads)
+                    self._segmenter = _load(self.config, address, threads if self.tune else None)
                 except BaseException as exc:  # noqa: BLE001 - kept and raised by every task on this worker
                     self._problem = exc
             if self._problem is not None:
@@ -86,6 +86,7 @@ class SegmenterPlugin(WorkerPlugin):
 
 
 def _load(config: SegmenterConfig, address: str, threads: Optional[int]):
+    """The loaded segmenter; ``threads`` None: leave the worker process as it is (a user's own worker)."""
     from ..inference.tuning import configure_process
     from ..pipeline import Segmenter
     from ..weights import find_installed
@@ -96,7 +97,8 @@ def _load(config: SegmenterConfig, address: str, threads: Optional[int]):
             raise ModelError(f"{config.models_dir}: {task.name}@{tag} is not installed as seen from worker "
                              f"{address}; workers never download: install it once in a models folder every "
                              "worker can read")
-    configure_process(config.threads or threads)
+    if threads is not None:  # a worker this package started: tuned like the sciseg process
+        configure_process(config.threads or threads)
     segmenter = Segmenter.from_config(config)
     segmenter.load()
     segmenter.engine.keep_compiled = True  # many scans: no recompiling per scan
@@ -156,32 +158,58 @@ def scheduler_policy(client: Client, allowed_failures: int = ALLOWED_FAILURES,
 
 
 class DaskExecutor:
-    """Runs each scan as one task on ``client``'s cluster (see the module's notes)."""
+    """Runs each scan as one task on ``client``'s cluster (see the module's notes). ``tune``: tune the worker
+    processes (threads, allocator); only for clusters this package started, never a user's own workers.
+    ``watch(left)``, when given, is called with the inputs not done every few seconds while nothing completes;
+    it raises to stop a batch that cannot finish (every job of a batch system gone)."""
 
-    def __init__(self, client: Client, allowed_failures: int = ALLOWED_FAILURES):
-        self.client, self.allowed_failures = client, allowed_failures
+    def __init__(self, client: Client, allowed_failures: int = ALLOWED_FAILURES, tune: bool = True,
+                 watch: Optional[Callable[[List[str]], None]] = None):
+        self.client, self.allowed_failures, self.tune, self.watch = client, allowed_failures, tune, watch
 
-    def run(self, segmenter, todo: List[Job], on_result: Optional[Callable], finish: Callable[[Job], None],
-            analyze: bool = False) -> None:
-        plugin = SegmenterPlugin(worker_config(segmenter))
+    def run(self, pipeline) -> None:
+        todo = pipeline.todo
+        plugin = SegmenterPlugin(worker_config(pipeline.segmenter), self.tune)
         self.client.register_plugin(plugin)  # raises when a worker cannot load the model
         run = uuid.uuid4().hex[:8]
         keys = [f"sciseg-{Path(j.path.name).name}-{run}-{i}" for i, j in enumerate(todo)]
         with scheduler_policy(self.client, self.allowed_failures):
             futures = self.client.map(run_scan, [plugin.name] * len(todo), [_absolute(j) for j in todo],
-                                      on_result=on_result, analyze=analyze, key=keys, pure=False)
+                                      on_result=pipeline.on_result, analyze=pipeline.analyze, key=keys, pure=False)
             jobs: Dict[str, Job] = dict(zip(keys, todo))
             try:
-                for future in as_completed(futures):
-                    job = jobs[future.key]
-                    _collect(future, job)
-                    future.release()
-                    finish(job)
+                self._gather(futures, jobs, pipeline.finish)
             except BaseException:
-                self.client.cancel(futures)
+                with contextlib.suppress(Exception):
+                    self.client.cancel(futures)
                 raise
             finally:
                 _remove_stale_temps(todo)
+
+    def _gather(self, futures, jobs: Dict[str, Job], finish: Callable[[Job], None]) -> None:
+        """Each finished job to ``finish`` as it comes back; ``watch`` while none does."""
+        left, waiting, checked = dict(jobs), as_completed(futures), time.monotonic()
+        while left:
+            if waiting.has_ready() or self.watch is None:
+                for future in waiting.next_batch(block=self.watch is None):
+                    self._fetch(future, left)
+                    future.release()
+                    finish(left.pop(future.key))
+                continue
+            time.sleep(0.1)
+            if time.monotonic() - checked >= WATCH_SECONDS:
+                self.watch([str(j.path) for j in left.values()])
+                checked = time.monotonic()
+
+    def _fetch(self, future, left: Dict[str, Job]) -> None:
+        """The finished job into its place in ``left``; while its result cannot be fetched (it was held by a
+        worker that died since, so the scheduler computes it again), ``watch`` keeps running."""
+        while True:
+            try:
+                _collect(future, left[future.key], timeout=None if self.watch is None else WATCH_SECONDS)
+                return
+            except TimeoutError:
+                self.watch([str(j.path) for j in left.values()])
 
 
 def _absolute(job: Job) -> Job:
@@ -191,12 +219,15 @@ def _absolute(job: Job) -> Job:
     return replace(job, item=item, plan=plan, outputs=plan.images if plan else job.outputs)
 
 
-def _collect(future, job: Job) -> None:
-    """Copy the finished job that came back into ``job`` (paths as given here), or record why it failed."""
+def _collect(future, job: Job, timeout: Optional[float] = None) -> None:
+    """Copy the finished job that came back into ``job`` (paths as given here), or record why it failed;
+    raises ``TimeoutError`` when its result is not there within ``timeout`` seconds."""
     from distributed.scheduler import KilledWorker
 
     try:
-        done = future.result()
+        done = future.result(timeout=timeout)
+    except TimeoutError:
+        raise
     except KilledWorker as exc:
         job.status = "failed"
         job.reason = (f"{job.path}: {exc.allowed_failures + 1} workers died while segmenting it (the last: "
@@ -223,99 +254,3 @@ def uniform_threads(client: Client) -> Optional[int]:
     """The workers' thread count when all have the same (the segmenter's threads), else None."""
     counts = set(client.nthreads().values())
     return counts.pop() if len(counts) == 1 else None
-
-
-# -- clusters ------------------------------------------------------------------------------------------------
-
-def local_cluster(workers: int, threads: int, dashboard: str = ":8787") -> LocalCluster:
-    """Worker processes on this machine (logs from ERROR up: a worker slow to exit at the end is killed, which
-    dask reports as a warning)."""
-    return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
-                        dashboard_address=dashboard, silence_logs=logging.ERROR)
-
-
-def _flatten(tree: dict, prefix: str = "") -> Dict[str, object]:
-    out: Dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def read_cluster_config(path: Optional[str]) -> Tuple[Dict[str, object], Dict[str, object]]:
-    """(``jobqueue.slurm`` section as SLURMCluster keywords, every other key flattened for
-    ``dask.config.set``) of a Dask configuration YAML (the format of ``~/.config/dask/jobqueue.yaml``)."""
-    if not path:
-        return {}, {}
-    import yaml
-    try:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SciSegError(f"{path}: cannot read the cluster configuration ({exc})") from None
-    if not isinstance(tree, dict) or not isinstance(tree.get("jobqueue", {}), dict):
-        raise SciSegError(f"{path}: not a Dask configuration (expected a mapping such as jobqueue: slurm: ...)")
-    section = dict((tree.get("jobqueue") or {}).pop("slurm", None) or {})
-    return {k.replace("-", "_"): v for k, v in section.items()}, _flatten(tree)
-
-
-def slurm_kwargs(options: SlurmOptions, threads: Optional[int] = None, dashboard: str = ":8787") -> dict:
-    """SLURMCluster keywords: the flags, over the configuration file, over Dask's own configuration. Each job
-    runs ``cores // threads`` worker processes of ``threads`` threads (the threads given, else
-    ``processes`` from the configuration, else the local rule, :func:`cluster_shape`)."""
-    from dask.utils import parse_bytes
-
-    kwargs, _ = read_cluster_config(options.config_file)
-    flags = {"queue": options.queue, "account": options.account, "cores": options.cores,
-             "memory": options.memory, "walltime": options.walltime,
-             "job_script_prologue": list(options.prologue) or None}
-    kwargs.update({k: v for k, v in flags.items() if v is not None})
-    for key in ("cores", "memory", "processes"):
-        kwargs.setdefault(key, dask.config.get(f"jobqueue.slurm.{key}", None))
-    if not kwargs["cores"] or not kwargs["memory"]:
-        raise SciSegError("-scheduler slurm: give the cores and memory of a job (-slurm-cores, -slurm-memory, "
-                          "or jobqueue.slurm.cores/memory in the configuration file)")
-    cores = int(kwargs["cores"])
-    if threads or not kwargs["processes"]:
-        kwargs["processes"] = cluster_shape(cores, parse_bytes(kwargs["memory"]), threads=threads)[0]
-    kwargs["scheduler_options"] = {"dashboard_address": dashboard,
-                                   **dask.config.get("jobqueue.slurm.scheduler-options", {}),
-                                   **(kwargs.get("scheduler_options") or {})}
-    return dict(kwargs, cores=cores, processes=int(kwargs["processes"]))
-
-
-def slurm_cluster(options: SlurmOptions, threads: Optional[int] = None, dashboard: str = ":8787"):
-    """A ``dask_jobqueue.SLURMCluster`` with no job submitted yet (``cluster.scale(jobs=N)``)."""
-    from dask_jobqueue import SLURMCluster
-    return SLURMCluster(**slurm_kwargs(options, threads, dashboard))
-
-
-@contextlib.contextmanager
-def connect(spec: ClusterSpec, say: Callable[[str], None] = print) -> Iterator[Tuple[Client, Optional[int]]]:
-    """``(client, threads per worker)`` for ``spec``; clusters started here are closed on exit."""
-    with contextlib.ExitStack() as stack:
-        if spec.scheduler == "local":
-            workers, threads = cluster_shape(machine_cores(), machine_memory(), spec.workers, spec.threads)
-            cluster = stack.enter_context(local_cluster(workers, threads, spec.dashboard))
-            where = f"local cluster: {workers} workers x {threads} threads"
-        elif spec.scheduler == "slurm":
-            stack.enter_context(dask.config.set(read_cluster_config(spec.slurm.config_file)[1]))
-            kwargs = slurm_kwargs(spec.slurm, spec.threads, spec.dashboard)
-            processes, threads = kwargs["processes"], kwargs["cores"] // kwargs["processes"]
-            cluster = stack.enter_context(slurm_cluster(spec.slurm, spec.threads, spec.dashboard))
-            cluster.scale(jobs=spec.slurm.jobs)
-            where = (f"SLURM: {spec.slurm.jobs} jobs x {processes} workers x {threads} threads (workers join "
-                     "as their jobs start)")
-        else:
-            cluster = spec.scheduler
-        try:
-            client = stack.enter_context(Client(cluster, timeout="30s"))
-        except (OSError, TimeoutError) as exc:
-            raise SciSegError(f"-scheduler {spec.scheduler}: cannot reach the scheduler ({exc})") from None
-        if isinstance(cluster, str):
-            threads = spec.threads or uniform_threads(client)
-            where = f"scheduler {spec.scheduler}: {len(client.nthreads())} workers"
-        link = client.dashboard_link
-        say(f"{where}; dashboard: {link}" if link else f"{where}; no dashboard (pip install bokeh)")
-        yield client, threads

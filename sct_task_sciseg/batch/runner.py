@@ -111,7 +111,8 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     """Segment ``items`` with one loaded model; returns one :class:`Job` per input with its status.
 
     ``on_result(job, result)`` runs after each scan's files are written (QC pictures, ...): in this process,
-    or, with an ``executor`` (:mod:`sct_task_sciseg.batch.executors`), where the scan ran (it must then be
+    or, with an ``executor`` (:mod:`sct_task_sciseg.batch.executors`; default
+    :class:`InProcess`), where the scan ran (it must then be
     picklable; what it sets on the job comes back). With ``analyze`` the lesion analysis runs and is written
     before it (``job.analysis``). Planning, resume, progress and reporting are the same.
     """
@@ -119,11 +120,7 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     progress = Progress(len(jobs), enabled=verbose > 0)
     todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
     if todo:
-        pipeline = _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze)
-        if executor is None:
-            pipeline.run()
-        else:  # each scan runs elsewhere; its finished job is reported here as it comes back
-            executor.run(segmenter, todo, on_result, pipeline._finish, analyze=analyze)
+        (executor or InProcess()).run(ScanPipeline(segmenter, todo, progress, verbose, on_result, error, analyze))
     progress.close()
     return jobs
 
@@ -137,8 +134,25 @@ def _fail(job: Job, reason: str, progress: Progress, error) -> None:
 _END = object()
 
 
-class _Pipeline:
-    """Reader thread → prediction (main thread) → writer thread."""
+def run_job(segmenter, job: Job, on_result: Optional[Callable] = None, analyze: bool = False) -> Job:
+    """One scan, start to end, through the batch's stages (read, segment, analyse with ``analyze``,
+    ``on_result``, write atomically): the job every executor runs. Failures are recorded on the job, never
+    raised."""
+    ScanPipeline(segmenter, [job], Progress(1, enabled=False), 0, on_result, lambda message: None, analyze).run()
+    return job
+
+
+class InProcess:
+    """The default executor: the scans run in this process, :meth:`ScanPipeline.run`."""
+
+    def run(self, pipeline: "ScanPipeline") -> None:
+        pipeline.run()
+
+
+class ScanPipeline:
+    """Reader thread → prediction (main thread) → writer thread. An executor that runs the scans elsewhere
+    uses its ``segmenter``, ``todo``, ``on_result`` and ``analyze``, and reports each finished job with
+    :meth:`finish`."""
 
     def __init__(self, segmenter, todo: List[Job], progress: Progress, verbose: int, on_result, error,
                  analyze: bool = False):
@@ -192,7 +206,7 @@ class _Pipeline:
         t0 = time.perf_counter()
         if problem is not None:
             job.status, job.reason = "failed", problem
-            self._finish(job, t0)
+            self.finish(job, t0)
             return
         scan = ScanProgress(str(job.path)) if self.verbose and self.progress.total == 1 else None
         try:
@@ -208,11 +222,11 @@ class _Pipeline:
                 job.analysis, job.extra = analyze_result(self.segmenter, job.plan, result, job.path)
         except SciSegError as exc:
             job.status, job.reason = "failed", str(exc)
-            self._finish(job, t0)
+            self.finish(job, t0)
             return
         except Exception as exc:  # noqa: BLE001 - one input's failure must not stop the batch
             job.status, job.reason = "failed", f"{job.path}: segmentation failed ({type(exc).__name__}: {exc})"
-            self._finish(job, t0)
+            self.finish(job, t0)
             return
         self.written.put((job, result, t0))
 
@@ -232,7 +246,7 @@ class _Pipeline:
             job.extra = []
             if job.status == "done" and self.on_result is not None:
                 self._after_write(job, result)
-            self._finish(job, t0)
+            self.finish(job, t0)
 
     def _after_write(self, job: Job, result) -> None:
         """``on_result`` (QC) for a scan whose files are written: its failure is reported, the scan stays done."""
@@ -242,7 +256,7 @@ class _Pipeline:
             self.progress.say(f"sciseg: warning: {job.path}: QC not written ({type(exc).__name__}: {exc})",
                               err=True)
 
-    def _finish(self, job: Job, t0: Optional[float] = None) -> None:
+    def finish(self, job: Job, t0: Optional[float] = None) -> None:
         with self.done_lock:
             if t0 is not None:  # None: timed where it ran
                 job.seconds = time.perf_counter() - t0

@@ -59,6 +59,7 @@ def console_main() -> None:
     SIGTERM are ignored and the process ends at once with the exit status."""
     for s in STOP_SIGNALS:
         signal.signal(s, _on_stop_signal)
+    _line_buffered()
     try:
         code = _run(None, own_process=True)
     except KeyboardInterrupt as exc:  # a signal between the end of the run and this line
@@ -79,6 +80,16 @@ def _exit_now(code: int) -> None:
         pass
     import os
     os._exit(code)
+
+
+def _line_buffered() -> None:
+    """Progress reaches logs and pipes line by line, as on a terminal (CI logs, ``sbatch`` output files)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if not stream.isatty() and not stream.line_buffering:
+                stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError, OSError):  # a stream replaced by something else
+            pass
 
 
 def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:

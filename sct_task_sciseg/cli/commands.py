@@ -66,13 +66,14 @@ def _postprocessing(args):
 
 def cmd_segment(args) -> int:
     """Segment every input: all paths and headers are checked first (:mod:`.preflight`), torch and the
-    model load only when something is left to run; with ``-scheduler``, one task per scan on a cluster."""
+    model load only when something is left to run; with ``-scheduler``, one task per scan on a cluster
+    (opened only when a scan is not up to date); ``-part K/N``, one slice; ``-summarize``, nothing."""
     from ..weights import resolve_models_dir
     from .preflight import plan_run
 
     if args.scheduler:
         from ..batch.executors import require_dask
-        require_dask(slurm=args.scheduler == "slurm")  # before any work: one line saying what to install
+        require_dask(args.scheduler)  # before any work: one line saying what to install
     t0 = time.perf_counter()
     segmenter = _segmenter(args, args.threads)
     if args.analyze and not segmenter.task.labels.finding:
@@ -80,10 +81,20 @@ def cmd_segment(args) -> int:
         return 2
     plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
     jobs = plan.failed
-    if plan.items and not args.scheduler:
+    if args.part:
+        from ..batch.parts import select_part
+        plan.items = select_part(plan.items, args.part)
+        if args.v:
+            print(f"part {args.part[0]}/{args.part[1]}: {len(plan.items)} inputs")
+    if plan.items and args.summarize:
+        from ..batch.parts import NotRun
+        jobs = plan.merge(_batch(args, segmenter, plan.items, NotRun()))
+    elif plan.items and not args.scheduler:
         from ..inference.tuning import configure_process
         configure_process(args.threads, allocator=getattr(args, "own_process", False))  # main(): not ours
         jobs = plan.merge(_batch(args, segmenter, plan.items, None))
+    elif plan.items and (current := _all_up_to_date(args, plan.items)) is not None:  # no cluster started
+        jobs = plan.merge(_batch(args, current, plan.items, None))
     elif plan.items:
         from ..batch.executors import open_cluster
         with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
@@ -94,6 +105,21 @@ def cmd_segment(args) -> int:
         from ..batch import summary
         print(summary(jobs, time.perf_counter() - t0))
     return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _all_up_to_date(args, items):
+    """The segmenter the cluster's workers would have when every scan is up to date for it (then no cluster
+    is started, no job submitted), else None."""
+    from ..batch.executors import planned_threads
+    from ..batch.progress import Progress
+    from ..batch.runner import Job, plan
+    threads = planned_threads(_cluster_spec(args))
+    if threads is None or args.overwrite:
+        return None
+    segmenter = _segmenter(args, threads)
+    jobs = [Job(it) for it in items]
+    todo = plan(segmenter, jobs, args.o, False, Progress(len(jobs), False), 0, lambda m: None, args.analyze)
+    return None if todo else segmenter
 
 
 def _segmenter(args, threads: Optional[int]):
@@ -111,7 +137,11 @@ def _batch(args, segmenter, items, executor) -> list:
     on_result = _QCWriter.of(args, segmenter) if args.qc else None
     jobs = run_batch(segmenter, items, args.o, overwrite=args.overwrite, verbose=args.v, on_result=on_result,
                      error=err, analyze=args.analyze, executor=executor)
-    if args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
+    if args.analyze and args.part:
+        if args.v:
+            print("cohort table: not written by a part; run the same command with -summarize instead of -part "
+                  "once every part is done")
+    elif args.analyze and (len(items) > 1 or any(Path(i).is_dir() for i in args.i)):
         _write_cohort(args, segmenter, items, jobs)
     return jobs
 
@@ -136,11 +166,15 @@ def _write_cohort(args, segmenter, items, jobs) -> None:
 
 
 def _cluster_spec(args):
-    from ..batch.executors import ClusterSpec, SlurmOptions
-    slurm = SlurmOptions(queue=args.slurm_queue, account=args.slurm_account, cores=args.slurm_cores,
-                         memory=args.slurm_memory, walltime=args.slurm_walltime, jobs=args.slurm_jobs,
-                         prologue=tuple(args.slurm_prologue), config_file=args.cluster_config)
-    return ClusterSpec(args.scheduler, workers=args.workers, threads=args.threads, slurm=slurm)
+    from ..batch.backends import ClusterSpec, JobqueueOptions
+    from ..io.naming import is_output_folder
+    jobs = JobqueueOptions(queue=args.slurm_queue, account=args.slurm_account, cores=args.slurm_cores,
+                           memory=args.slurm_memory, walltime=args.slurm_walltime, jobs=args.slurm_jobs,
+                           prologue=tuple(args.slurm_prologue), config_file=args.cluster_config,
+                           resubmit=args.slurm_resubmit)
+    logs = args.cluster_logs or os.path.join(args.o if is_output_folder(args.o) else ".", "sciseg_logs")
+    return ClusterSpec(args.scheduler, workers=args.workers, threads=args.threads, slurm=jobs,
+                       dashboard=args.dashboard, logs=logs)
 
 
 @dataclass(frozen=True)

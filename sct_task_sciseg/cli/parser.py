@@ -22,6 +22,8 @@ examples:
   sciseg -demo                                     # offline: phantom → masks → Dice
   sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
   sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
+  sbatch --array=0-9 --wrap "sciseg -i bids/ -o deriv/ -part array"   # no Dask: one slice per array task
+  sciseg -i bids/ -o deriv/ -summarize -analyze                        # then: summary and cohort table
 
 post-processing (class-aware, all off by default; {task}):
   -largest      keeps the largest connected {PARENT} component ({findings} outside it are dropped with it)
@@ -89,11 +91,12 @@ def _finite(value: float) -> float:
 
 
 THRESHOLD = _checked(float, check_threshold, "a probability")
-THREADS = _checked(int, lambda v: check_threads(v, machine=False), "a whole number of threads")
+THREADS = _checked(int, lambda v: check_threads(v, cores=0), "a whole number of threads")
 TILE_STEP = _checked(float, lambda v: check_tile_step_size(_finite(v)), "a fraction of a tile")
 FOLD = _checked(int, _non_negative(1000), "a fold number")
 SEED = _checked(int, _non_negative(2 ** 32), "a seed")
 COUNT = _checked(int, _positive(100_000), "a whole number")
+RESUBMIT = _checked(int, _non_negative(100_001), "a whole number")
 CHECKPOINT = _checked(str, _file_name, "a file name")
 
 
@@ -202,22 +205,40 @@ def _analysis_and_cluster(p: argparse.ArgumentParser) -> None:
                          "<in>_lesion_seg_analysis.csv, <in>_lesion_seg_label.nii.gz and a JSON sidecar next to "
                          "the masks; a batch also writes lesion_analysis_cohort.csv under the output folder")
     cl = p.add_argument_group("cluster (Dask distributed; pip install \"sct_task_sciseg[cluster]\")")
-    cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|slurm", default=None,
-                    help="run one task per scan on a Dask cluster: local (this machine), a running scheduler, "
-                         "or SLURM jobs (dask-jobqueue); default: this process")
+    cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|tls://HOST:PORT|slurm", default=None,
+                    help="run one task per scan on a Dask cluster: local (this machine, on 127.0.0.1 only), a "
+                         "running scheduler (tls:// with your certificates from -cluster-config), or SLURM jobs "
+                         "(dask-jobqueue; TLS with certificates made for the run); default: this process")
     cl.add_argument("-workers", type=COUNT, default=None, metavar="N",
-                    help="local: worker processes (default: as many as cores and memory allow)")
+                    help="local: worker processes (default and most: as many as cores and memory hold)")
+    cl.add_argument("-dashboard", nargs="?", const=":8787", default=None, metavar="[HOST]:PORT",
+                    help="serve the Dask dashboard (default: none; a bare :PORT is on 127.0.0.1)")
     cl.add_argument("-cluster-config", metavar="FILE.yaml", default=None,
                     help="Dask configuration file (jobqueue.slurm.*: queue, account, cores, memory, walltime, "
-                         "job-script-prologue, ...), as ~/.config/dask/jobqueue.yaml; flags override it")
+                         "job-script-prologue, ...; distributed.comm.tls.* for tls://), as "
+                         "~/.config/dask/jobqueue.yaml; flags override it")
+    cl.add_argument("-cluster-logs", metavar="DIR", default=None,
+                    help="folder of the SLURM jobs' logs (default: sciseg_logs/ in the -o folder, else here)")
     cl.add_argument("-slurm-queue", default=None, metavar="PARTITION", help="SLURM partition")
     cl.add_argument("-slurm-account", default=None, help="SLURM account")
     cl.add_argument("-slurm-cores", type=COUNT, default=None, help="cores per job")
     cl.add_argument("-slurm-memory", default=None, metavar="SIZE", help="memory per job (e.g. 32GB)")
-    cl.add_argument("-slurm-walltime", default=None, metavar="HH:MM:SS", help="walltime per job")
+    cl.add_argument("-slurm-walltime", default=None, metavar="HH:MM:SS",
+                    help="walltime per job (default: the configuration's, else dask-jobqueue's 00:30:00; jobs "
+                         "that reach it are replaced within -slurm-resubmit)")
     cl.add_argument("-slurm-jobs", type=COUNT, default=1, metavar="N", help="number of jobs (default 1)")
+    cl.add_argument("-slurm-resubmit", type=RESUBMIT, default=None, metavar="N",
+                    help="jobs submitted at most to replace jobs that are gone (default: -slurm-jobs); then the "
+                         "batch stops, naming the scans not done")
     cl.add_argument("-slurm-prologue", action="append", default=[], metavar="LINE",
                     help="shell line run before each worker starts (module load, venv activation); repeatable")
+    ar = p.add_argument_group("array jobs (no Dask)")
+    ar.add_argument("-part", default=None, metavar="K/N|array",
+                    help="segment only part K of N of the inputs (every N-th from the K-th, in natural order), "
+                         "0 <= K < N; array: K and N from SLURM_ARRAY_TASK_ID, _MIN and _COUNT")
+    ar.add_argument("-summarize", action="store_true",
+                    help="segment nothing: report every input (done or not yet) and, with -analyze, write the "
+                         "cohort table from all parts")
 
 
 def _qc_and_other(p: argparse.ArgumentParser) -> None:
@@ -242,8 +263,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Checks that involve more than one value (argparse checks each value on its own)."""
     if args.folds and len(set(args.folds)) != len(args.folds):
         parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")
-    if args.threads and args.scheduler in (None, "local"):  # the model loads on this machine
+    if args.threads and args.scheduler in (None, "local"):  # elsewhere, checked against the workers' cores
         try:
             check_threads(args.threads)
         except ValueError as exc:
             parser.error(f"argument -threads: {exc}")
+    if args.part is not None:
+        from ..batch.parts import parse_part
+        if args.scheduler or args.summarize:
+            parser.error("argument -part: runs in this process, without -scheduler or -summarize")
+        try:
+            args.part = parse_part(args.part)
+        except ValueError as exc:
+            parser.error(f"argument -part: {exc}")

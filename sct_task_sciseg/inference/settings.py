@@ -40,12 +40,13 @@ def max_threads() -> int:
     return max(os.cpu_count() or 1, cores())
 
 
-def check_threads(value: int, machine: bool = True) -> int:
-    """``value`` threads: at least 1, and with ``machine`` at most this machine's CPUs (checked only where the
-    model loads: a cluster job may have more cores than the machine submitting it)."""
-    if int(value) < 1 or (machine and int(value) > max_threads()):
-        limit = f"1 to {max_threads()} (the logical CPUs of this machine)" if machine else "1 or more"
-        raise SettingError(f"threads {value}: use {limit}")
+def check_threads(value: int, cores: Optional[int] = None) -> int:
+    """1 to ``cores`` threads (default: the logical CPUs of this machine; 0: no upper bound, for a portable
+    configuration or workers elsewhere, whose cores are checked where the model loads or the job is known)."""
+    limit = max_threads() if cores is None else cores
+    if int(value) < 1 or (limit and int(value) > limit):
+        raise SettingError(f"threads {value}: use 1 to {limit} (the logical CPUs of this machine)" if limit
+                           else f"threads {value}: use 1 or more")
     return int(value)
 
 

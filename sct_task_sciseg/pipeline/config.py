@@ -49,7 +49,7 @@ class SegmenterConfig:
         if self.folds is not None:
             object.__setattr__(self, "folds", check_folds(self.folds) or None)
         if self.threads is not None:
-            check_threads(self.threads, machine=False)  # portable: the cap applies where the model loads
+            check_threads(self.threads, cores=0)  # portable; the cap applies where the model loads
         if self.tile_step_size is not None:
             check_tile_step_size(float(self.tile_step_size))
         if self.postprocessing is None:
