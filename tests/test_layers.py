@@ -160,9 +160,6 @@ CYCLES_ALLOWED = [
     {"sct_task_sciseg.sct", "sct_task_sciseg.sct.launcher", "sct_task_sciseg.sct.registry",
      "sct_task_sciseg.sct_hook"},
 ]
-#: Cycles still in the code, to be removed (an entry that no longer occurs is ignored): the cluster opens
-#: through the executors module, which runs the cluster's jobs.
-CYCLES_PENDING = [{"sct_task_sciseg.batch.cluster", "sct_task_sciseg.batch.executors"}]
 
 
 def _strongly_connected(graph: Dict[str, Set[str]]) -> Iterator[Set[str]]:
@@ -208,7 +205,7 @@ def _all_imports_graph() -> Dict[str, Set[str]]:
 
 def test_no_import_cycle_with_imports_inside_functions():
     cycles = [part for part in _strongly_connected(_all_imports_graph())
-              if not any(part <= allowed for allowed in CYCLES_ALLOWED + CYCLES_PENDING)]
+              if not any(part <= allowed for allowed in CYCLES_ALLOWED)]
     assert not cycles, "import cycles (imports inside functions count): " + "; ".join(
         " <-> ".join(sorted(c)) for c in cycles)
 

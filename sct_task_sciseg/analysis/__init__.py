@@ -4,13 +4,14 @@ Modules: :mod:`.grid` (RPI reorientation, slice numbers back in the input's indi
 (SCT's B-spline centreline and angles), :mod:`.midsagittal` (the shared midsagittal slice), :mod:`.measures`
 (volume, length, width, diameter, damage ratio, midsagittal extent), :mod:`.bridges` (tissue bridges),
 :mod:`.rows` and :mod:`.table` (rows, columns, CSV), :mod:`.analyze` (entry points), :mod:`.files` (masks from
-files), :mod:`.values` (what a mask may hold), :mod:`.atlas` (``-f``: SCT's atlas sheets), :mod:`.levels` and
+files), :mod:`.file_analysis` (the analysis of mask files), :mod:`.values` (what a mask may hold), :mod:`.atlas` (``-f``: SCT's atlas sheets), :mod:`.levels` and
 :mod:`.side` (level and side columns), :mod:`.anatomy` (those columns per lesion), :mod:`.writer` (CSV, label
 image, sheets, xlsx, JSON sidecar), :mod:`.phantoms` (analytic test objects).
 """
 from .analyze import (SCT_CONNECTIVITY, LesionAnalysis, LesionDetail, Options, analyze_label_map, analyze_lesions,
                       analyze_masks)
-from .files import analyze_lesion_files, load_mask
+from .file_analysis import analyze_lesion_files
+from .files import load_mask
 from .table import OWN_COLUMNS, SCT_COLUMNS
 from .writer import analysis_paths, write_analysis
 

@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
+from .files import load_mask
 from .grid import same_grid
 from .levels import slice_levels
 
@@ -121,8 +122,6 @@ def _rpi(img, reference, grid, path: Path) -> np.ndarray:
 
 def load_template(folder, reference, grid) -> Template:
     """Read a template folder whose images share ``reference``'s (the lesion mask's) grid, reoriented to RPI."""
-    from .files import load_mask
-
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder (expected the template folder sct_warp_template writes)")

@@ -21,7 +21,6 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from .. import __version__
 from ..environment import get
 from ..errors import SciSegError
-from ..sct_hook import flag as _env_flag
 from ..tasks import Release, Task, get_task
 from ..weights import locations
 from .install import install_for_sct, sct_model_ok

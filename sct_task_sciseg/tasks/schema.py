@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
+from ..errors import UnknownTaskError
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
