@@ -103,7 +103,7 @@ def test_warnings_go_through_the_package_logger(caplog, monkeypatch):
 #: table, and the logger's console stream.
 PRINTS_ALLOWED = {"batch/progress.py", "batch/runner.py", "weights/store.py", "qc/report.py", "environment.py",
                   "log.py"}
-ADAPTERS = ("cli/", "sct/", "demo/", "sct_hook.py", "__main__.py")
+ADAPTERS = ("cli/", "sct/", "demo/", "sct_hook.py", "sct_startup/", "__main__.py")
 
 
 def test_core_modules_do_not_print():

@@ -64,7 +64,9 @@ def _no_job_left():
 
 
 def _env(models_dir: str) -> dict:
-    return dict(os.environ, SCISEG_MODELS_DIR=models_dir)
+    """The one-node SLURM's scheduler listens on loopback: its workers run on this machine, and tests send
+    traffic to loopback only."""
+    return dict(os.environ, SCISEG_MODELS_DIR=models_dir, DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST="127.0.0.1")
 
 
 def _start(args, models_dir: str, cwd: Path) -> subprocess.Popen:
@@ -202,8 +204,11 @@ def test_client_without_the_run_certificates_is_refused(tmp_path):
     from sct_task_sciseg.batch.backends import ClusterSpec, JobqueueOptions
     from sct_task_sciseg.batch.jobqueue import open_jobqueue
 
+    import dask
+
     spec = ClusterSpec("slurm", threads=1, slurm=JobqueueOptions(cores=1, memory="1GB"), logs=str(tmp_path / "logs"))
-    with open_jobqueue(spec, say=lambda line: None) as (executor, threads):
+    loopback = dask.config.set({"jobqueue.slurm.scheduler-options": {"host": "127.0.0.1"}})
+    with loopback, open_jobqueue(spec, say=lambda line: None) as (executor, threads):
         address = executor.client.scheduler.address
         assert address.startswith("tls://")
         assert executor.client.run_on_scheduler(lambda: 42) == 42  # the run's own client gets in

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import sys
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from ..errors import SciSegError
+from ..log import logger
 from .backends import ClusterSpec
 from .cluster import DaskExecutor, uniform_threads
 from ..machine import cores as machine_cores, total_memory as machine_memory
@@ -33,7 +33,8 @@ DEFAULT_DASHBOARD = "127.0.0.1:8787"
 
 
 def warn(line: str) -> None:
-    print(f"sciseg: warning: {line}", file=sys.stderr, flush=True)
+    """One warning line through the package's logger (the command prints it as ``warning: …``)."""
+    logger.warning(line)
 
 
 def _flatten(tree: dict, prefix: str = "") -> Dict[str, object]:
@@ -132,16 +133,24 @@ def _security(spec: ClusterSpec):
     return security
 
 
+def plain_tcp_exposure(address: str) -> Optional[str]:
+    """What a plain ``tcp://`` scheduler off loopback exposes, in one line (None on loopback)."""
+    host = urlsplit(address).hostname or ""
+    if _is_loopback(host):
+        return None
+    return (f"-scheduler {address} is unencrypted and unauthenticated: anyone who can reach {host} can run code "
+            "as the workers' user and read the scans; use tls:// with certificates")
+
+
 @contextlib.contextmanager
 def open_address(spec: ClusterSpec, say: Callable[[str], None] = print) -> Iterator[Tuple[DaskExecutor, Optional[int]]]:
     """A running scheduler at ``tcp://`` or ``tls://HOST:PORT``; its workers are the user's (not tuned)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(dask.config.set(read_cluster_config(spec.slurm.config_file)))
-        host = urlsplit(spec.scheduler).hostname or ""
         if spec.system == "tcp":
-            if not _is_loopback(host):
-                warn(f"-scheduler {spec.scheduler} is unencrypted and unauthenticated: anyone who can reach "
-                     f"{host} can run code as the workers' user and read the scans; use tls:// with certificates")
+            exposure = plain_tcp_exposure(spec.scheduler)
+            if exposure:
+                warn(exposure)
             check_greets(spec.scheduler)
             security = None
         else:

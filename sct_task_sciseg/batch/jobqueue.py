@@ -96,8 +96,9 @@ def make_cluster(spec: ClusterSpec, logs: Path, secrets: Optional[Path]):
     backend = spec.backend
     cls = getattr(import_jobqueue(), backend.cluster_class)
     address = dashboard(spec)  # else: no dashboard, and the scheduler's HTTP routes on loopback only
-    scheduler = {"dashboard_address": address} if address else {"dashboard": False,
-                                                                 "dashboard_address": "127.0.0.1:0"}
+    scheduler = dict(dask.config.get(f"jobqueue.{spec.system}.scheduler-options", None) or {})  # e.g. host
+    scheduler.update({"dashboard_address": address} if address else {"dashboard": False,
+                                                                      "dashboard_address": "127.0.0.1:0"})
     extra = {"security": Security.temporary(), "protocol": "tls://",
              "shared_temp_directory": str(secrets)} if secrets else {}
     workers = list(dask.config.get(f"jobqueue.{spec.system}.worker-extra-args", None) or [])
