@@ -40,6 +40,7 @@ class Job:
     counts: Dict[str, int] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles, network seconds, phase timings
     analysis: Optional[object] = None  # the LesionAnalysis written with -analyze
+    checks: Dict[str, object] = field(default_factory=dict)  # plausibility measures and flags (qc.plausibility)
 
     @property
     def path(self) -> Path:
@@ -199,6 +200,7 @@ class _Pipeline:
             job.counts = {k: int(m.dataobj[...].sum()) for k, m in result.masks.items()}
             job.stats = {**{k: round(float(v), 3) if isinstance(v, float) else v for k, v in result.stats.items()},
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
+            job.checks = _checks(self.segmenter, result)
             if self.analyze:
                 from .analysis import analyze_result
                 job.analysis = analyze_result(self.segmenter, job.outputs, result, job.path)
@@ -238,6 +240,9 @@ class _Pipeline:
                 self.progress.error(self.error, job.reason)
             elif self.verbose:
                 self._report(job)
+            warning = unusable_warning(job) if job.status == "done" else None
+            if warning:  # at every verbosity
+                self.progress.say(warning, err=True)
 
     def _report(self, job: Job) -> None:
         progress = self.progress
@@ -247,6 +252,22 @@ class _Pipeline:
         progress.say(f"{tag}{job.path} → {outs} ({counts}; {job.seconds:.1f} s{progress.eta()})")
         if self.verbose > 1 and job.stats:
             progress.say("  stats: " + json.dumps(job.stats, sort_keys=True))
+
+
+def _checks(segmenter, result) -> dict:
+    from ..qc import Roles
+    from ..qc.plausibility import scan_checks
+    return scan_checks(result.masks, result.image.affine, Roles.of(segmenter.task.labels), result.uncertain)
+
+
+def unusable_warning(job: Job) -> Optional[str]:
+    """One console line for a scan whose plausibility flags say its output is likely unusable, else None."""
+    from ..qc.plausibility import likely_unusable
+    flags = list(job.checks.get("flags") or [])
+    if not likely_unusable(flags):
+        return None
+    return (f"sciseg: warning: {job.path}: output likely unusable ({', '.join(flags)}); is this a T2w "
+            f"spinal-cord scan? Check it in the QC report (-qc)")
 
 
 def summary(jobs: Sequence[Job], seconds: float) -> str:

@@ -101,7 +101,7 @@ def _segmenter(args, threads: Optional[int]):
                      tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                      folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
                      quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
-                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft))
+                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft), confidence=bool(args.qc))
 
 
 def _batch(args, segmenter, items, executor) -> list:
@@ -169,7 +169,7 @@ class _QCWriter:
         write_qc(Path(self.qc_dir), job.path, result.image, result.masks, model_tag=self.model_tag,
                  task_name=self.task_name, dataset=self.dataset, subject=self.subject, session=None,
                  bids_root=None, roles=self.roles, analysis=job.analysis, command=self.command or None,
-                 generated_by=self.generated_by)
+                 generated_by=self.generated_by, checks=job.checks or None)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -1,7 +1,8 @@
 """Everything a segmentation run can check before torch, nnU-Net or the weights are loaded.
 
 Refused outright (nothing runs): two inputs writing the same output, an output that is an input, outputs or
-QC pictures inside the models folder, an output or QC folder that cannot be created or written. Refused per
+QC pictures inside the models folder, an output or QC folder that cannot be created or written (a missing
+folder of ``-o``, ``-o DIR/`` or ``-o DIR/base.nii.gz``, or of ``-qc`` is created). Refused per
 input (one line each, counted as failed, the others run): a missing, unreadable or malformed file, a header
 whose data would not fit in memory or in the model-space cap, a folder of the input tree that cannot be read.
 """
@@ -95,8 +96,8 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     for inp, outs in plans:
         if any(is_inside(o, models_dir) for o in outs):
             raise UsageError(f"{inp}: its outputs would go inside the models folder {models_dir}; use -o")
-    if args.o and str(args.o).endswith(("/", os.sep)):
-        _make_folder(Path(args.o), "output folder")
+    if args.o:  # -o DIR/ or -o DIR/base.nii.gz: a missing DIR is created, as nnU-Net's -o and SCT's -o do
+        _make_folder(Path(args.o) if is_output_folder(args.o) else Path(args.o).parent, "output folder")
 
 
 def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) -> Plan:
@@ -116,7 +117,7 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
     for it in items:
         plan.order.append(it)
         folder = next(iter(output_paths(output_base_for(it, args.o), segmenter.task.outputs).values())).parent
-        problem = _folder_problem(folder, created=is_output_folder(args.o))
+        problem = _folder_problem(folder, created=bool(args.o))
         try:
             if problem is None:
                 header = read_header(it.path)
