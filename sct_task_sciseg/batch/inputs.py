@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,12 @@ class Unreadable:
         return f"{self.path}: cannot read this folder ({self.reason}); its scans are skipped"
 
 
+def natural_key(path: Path) -> tuple:
+    """Sort key putting ``scan2`` before ``scan10`` (digit runs compare as numbers), path part by part."""
+    return tuple(tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", part) if t)
+                 for part in Path(path).parts)
+
+
 def is_bids(folder: Path) -> bool:
     return any(p.is_dir() for p in folder.glob("sub-*"))
 
@@ -40,7 +47,7 @@ def _entries(folder: Path, problems: List[Unreadable]) -> List[Path]:
     """The sorted entries of ``folder``, hidden ones left out; an unreadable folder is recorded."""
     try:
         with os.scandir(folder) as it:
-            return sorted(Path(e.path) for e in it if not is_hidden(e.name))
+            return sorted((Path(e.path) for e in it if not is_hidden(e.name)), key=natural_key)
     except OSError as exc:
         problems.append(Unreadable(folder, exc.strerror or type(exc).__name__))
         return []
@@ -69,7 +76,16 @@ def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
             if _folder(anat, problems):
                 found += [q for q in _entries(anat, problems) if is_nifti(q)
                           and strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX)]
-    return sorted(set(found))
+    return sorted(set(found), key=natural_key)
+
+
+def bids_skipped(folder: Path) -> int:
+    """NIfTI files in the ``anat`` folders of a BIDS dataset that are not T2w (left out of the batch)."""
+    if not is_bids(folder):
+        return 0
+    found = [q for pattern in BIDS_PATTERNS for q in folder.glob(pattern.replace("_T2w", ""))]
+    return sum(1 for q in set(found) if is_nifti(q) and not is_hidden(q.name)
+               and not strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX))
 
 
 def _found_in(folder: Path, problems: List[Unreadable]) -> List[Path]:

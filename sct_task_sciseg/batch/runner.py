@@ -115,13 +115,18 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     jobs = [Job(it) for it in items]
     progress = Progress(len(jobs), enabled=verbose > 0)
     todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
-    if todo:
-        pipeline = _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze)
-        if executor is None:
-            pipeline.run()
-        else:  # each scan runs elsewhere; its finished job is reported here as it comes back
-            executor.run(segmenter, todo, on_result, pipeline._finish, analyze=analyze)
-    progress.close()
+    try:
+        if todo:
+            pipeline = _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze)
+            if executor is None:
+                pipeline.run()
+            else:  # each scan runs elsewhere; its finished job is reported here as it comes back
+                executor.run(segmenter, todo, on_result, pipeline._finish, analyze=analyze)
+    except KeyboardInterrupt as exc:  # (done, total) for the message that says how to resume
+        exc.batch_progress = (sum(j.status in ("done", "skipped") for j in jobs), len(jobs))
+        raise
+    finally:
+        progress.close()
     return jobs
 
 

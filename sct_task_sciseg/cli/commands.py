@@ -92,7 +92,22 @@ def cmd_segment(args) -> int:
     if len(jobs) > 1 and args.v:
         from ..batch import summary
         print(summary(jobs, time.perf_counter() - t0))
+    if any(j.status == "done" for j in jobs):
+        _warn_demo_model(segmenter)
+    if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
+        print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
     return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _warn_demo_model(segmenter) -> None:
+    """One console line when the masks come from a demo (phantom-trained) model."""
+    from ..qc.entry import model_note
+    from ..qc.report import DEMO_MARK
+    model = segmenter.model
+    if model is not None and model_note(segmenter.task.name, model.tag, model.sha256)["model_demo"]:
+        err_line = (f"sciseg: warning: {DEMO_MARK}: {segmenter.task.name}@{model.tag} is the embedded demo model "
+                    f"(trained on synthetic phantoms); its masks of real scans are not usable")
+        print(err_line, file=sys.stderr)
 
 
 def _segmenter(args, threads: Optional[int]):

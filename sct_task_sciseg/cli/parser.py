@@ -223,3 +223,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     """Checks that involve more than one value (argparse checks each value on its own)."""
     if args.folds and len(set(args.folds)) != len(args.folds):
         parser.error(f"argument -folds: {' '.join(map(str, args.folds))}: each fold once")
+
+
+DEMO_ACCEPTS = ("o", "seed", "models_dir", "device", "threads", "v", "demo")
+
+
+def check_demo_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``-demo`` takes -o, -seed, -models-dir, -device, -threads and -v; any other flag is refused (one line)
+    rather than ignored."""
+    given = [a for a, v in vars(args).items() if a not in DEMO_ACCEPTS and v != parser.get_default(a)]
+    if given:
+        names = ", ".join("-" + a.replace("_", "-") for a in sorted(given))
+        parser.error(f"-demo runs the embedded demo model on a phantom and does not take {names}; "
+                     f"it accepts -o, -seed, -models-dir, -device, -threads, -v")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from ..batch.analysis import job_analysis_paths
-from ..batch.inputs import Item, output_base_for, scan
+from ..batch.inputs import Item, bids_skipped, output_base_for, scan
 from ..batch.runner import Job
 from ..errors import OutputError, SciSegError
 from ..io.atomic import check_writable
@@ -112,6 +112,11 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
         error(folder.message())
     if not items and not unreadable:
         raise SciSegError(f"{' '.join(args.i)}: no NIfTI input found")
+    for folder in args.i:
+        skipped = bids_skipped(Path(folder)) if Path(folder).is_dir() else 0
+        if skipped and getattr(args, "v", 1):
+            print(f"{folder}: {skipped} NIfTI file(s) in anat/ are not T2w and were skipped (this task segments "
+                  f"T2w; give a file with -i to segment it anyway)")
     _check_outputs(args, items, segmenter.task, models_dir)
     _check_qc(args, models_dir)
     for it in items:
