@@ -1,0 +1,125 @@
+"""A newcomer's first hour: plausibility flags that triage wrong inputs, and the CLI answers around a first run."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import DATA, needs_data, run_cli
+from sct_task_sciseg.batch import run_batch
+from sct_task_sciseg.batch.inputs import Item, scan
+from sct_task_sciseg.qc import Roles
+from sct_task_sciseg.qc.plausibility import likely_unusable, plausibility, scan_checks
+
+SHARED = {"t1w": DATA / "t1" / "t1w.nii.gz", "t2": DATA / "t2" / "t2.nii.gz",
+          "t2_fake_lesion": DATA / "t2" / "t2_fake_lesion.nii.gz", "t2s": DATA / "t2s" / "t2s.nii.gz"}
+
+
+@pytest.fixture(scope="module")
+def confident(installed_model):
+    from sct_task_sciseg.pipeline import Segmenter
+    return Segmenter(model_folder=installed_model.model_folder, threads=2, quiet=True, confidence=True)
+
+
+@needs_data
+def test_shared_volumes_t1w_flagged_t2_t2s_not(confident):
+    """The demo model on the shared volumes: the T1w output is flagged unusable, the T2w and T2*w ones pass."""
+    roles = Roles.of(confident.task.labels)
+    found = {}
+    for name, path in SHARED.items():
+        result = confident.segment(path)
+        assert set(result.uncertain) == {"sc", "lesion"} and not result.soft  # doubt measured, no map kept
+        found[name] = scan_checks(result.masks, result.image.affine, roles, result.uncertain)
+    t1 = found["t1w"]
+    assert {"cord-csa-out-of-range", "cord-discontinuous", "low-confidence"} <= set(t1["flags"])
+    assert likely_unusable(t1["flags"])
+    assert t1["csa_median_mm2"] < 40 and t1["cord_pieces"] > 1 and t1["uncertain"]["sc"] > 0.4
+    for name in ("t2", "t2_fake_lesion", "t2s"):
+        assert found[name]["flags"] == [], (name, found[name])
+        assert 40 <= found[name]["csa_median_mm2"] <= 100 and found[name]["cord_pieces"] == 1
+        assert found[name]["uncertain"]["sc"] < 0.4
+
+
+def test_plausibility_on_synthetic_masks():
+    """A 60 mm² cylinder along S passes; cut in two it is discontinuous; thin, it is out of range; five blobs
+    are too many lesions."""
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])  # RAS, axis 2 = S
+    yy, xx = np.mgrid[:40, :40]
+    disk = ((yy - 20) ** 2 + (xx - 20) ** 2) * 0.25 <= 60 / np.pi  # ≈ 60 mm² at 0.5 × 0.5 mm
+    cord = np.repeat(disk[:, :, None], 30, axis=2)
+    ok = plausibility({"sc": cord, "lesion": np.zeros_like(cord)}, affine, uncertain={"sc": 0.1, "lesion": 0})
+    assert ok["flags"] == [] and 55 <= ok["csa_median_mm2"] <= 65 and ok["cord_coverage"] == 1.0
+    cut = cord.copy()
+    cut[:, :, 14:16] = False
+    assert plausibility({"sc": cut}, affine)["flags"] == ["cord-discontinuous"]
+    thin = np.zeros_like(cord)
+    thin[18:22, 18:22, :] = True  # 4 mm²
+    assert plausibility({"sc": thin}, affine)["flags"] == ["cord-csa-out-of-range"]
+    lesion = np.zeros_like(cord)
+    for z in (2, 8, 14, 20, 26):
+        lesion[20, 20, z] = True
+    found = plausibility({"sc": cord, "lesion": lesion}, affine, uncertain={"sc": 0.5, "lesion": 0.0})
+    assert found["flags"] == ["many-lesions", "low-confidence"] and likely_unusable(found["flags"])
+    assert not likely_unusable(["cord-at-fov-edge", "low-confidence"]) and likely_unusable(["empty-cord"])
+
+
+@needs_data
+def test_cli_t1w_one_warning_demo_warning_report_path_and_missing_folder(installed_model, tmp_path):
+    """-o out/sub/x.nii.gz creates out/sub; a T1w scan gets one 'likely unusable' line, the demo model one
+    'not for research' line, the run ends with the report's path; the QC row carries the measured checks."""
+    qc = tmp_path / "qc"
+    env = {"SCISEG_MODELS_DIR": str(installed_model.path.parent.parent)}
+    r = run_cli("-i", SHARED["t1w"], "-o", tmp_path / "out" / "sub" / "t1.nii.gz", "-qc", qc, "-threads", "2",
+                env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "sub" / "t1_sc_seg.nii.gz").is_file()
+    assert r.stderr.count("output likely unusable") == 1
+    assert r.stderr.count("demo model — not for research") == 1
+    assert r.stdout.rstrip().splitlines()[-1] == f"QC report: {(qc / 'index.html').resolve()}"
+    (entry,) = [json.loads(p.read_text()) for p in (qc / "entries").glob("*.json")]
+    assert "cord-discontinuous" in entry["flags"] and entry["checks"]["csa_median_mm2"] < 40
+    assert 0.4 < entry["checks"]["uncertain"]["sc"] <= 1.5
+
+
+def test_bare_sciseg_prints_one_line():
+    r = run_cli()
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "sciseg: error: give an input with -i FILE (sciseg -h: every option; sciseg -demo: an offline demo)"]
+
+
+@pytest.mark.parametrize("extra, named", [(["-qc", "q"], "-qc"), (["-analyze"], "-analyze"),
+                                          (["-task", "seg_sc_lesion_t2w_sci@r20240130"], "-task")])
+def test_demo_refuses_what_it_does_not_take(extra, named, tmp_path):
+    r = run_cli("-demo", "-o", tmp_path / "d", *extra, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"does not take {named}" in r.stderr and not (tmp_path / "d").exists()
+
+
+def test_batch_order_is_natural(tmp_path):
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
+    for n in (10, 2, 1, 11):
+        nib.save(img, tmp_path / f"scan{n}.nii.gz")
+    assert [it.path.name for it in scan([str(tmp_path)])[0]] == [
+        "scan1.nii.gz", "scan2.nii.gz", "scan10.nii.gz", "scan11.nii.gz"]
+
+
+@needs_data
+def test_interrupted_batch_says_how_many_are_done(segmenter, tmp_path):
+    items = []
+    for n in range(3):
+        shutil.copy(SHARED["t2s"], tmp_path / f"s{n}.nii.gz")
+        items.append(Item(tmp_path / f"s{n}.nii.gz", tmp_path))
+    calls = []
+
+    def stop_at_second(job, result):
+        calls.append(job.path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_batch(segmenter, items, f"{tmp_path / 'out'}/", verbose=0, on_result=stop_at_second)
+    assert info.value.batch_progress == (1, 3)
