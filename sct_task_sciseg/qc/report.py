@@ -40,6 +40,8 @@ from urllib.parse import quote
 
 from ..io.atomic import atomic_write
 from . import report_analysis
+from .plausibility import FLAGS as PLAUSIBILITY_FLAGS
+from .plausibility import likely_unusable
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ENTRIES = "entries"
@@ -54,8 +56,20 @@ FLAG_DESCRIPTIONS: Dict[str, str] = {
     "lesion-at-fov-edge": "a lesion touches the edge of the field of view (its volume may be truncated)",
     "lesion-in-control": "lesion found in a subject listed as a healthy control in participants.tsv",
 }
+FLAG_DESCRIPTIONS.update(PLAUSIBILITY_FLAGS)
 FLAG_SEVERITY = {"empty-cord": "bad", "lesion-in-control": "bad", "lesion-outside-cord": "bad",
-                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn"}
+                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn", "cord-csa-out-of-range": "bad",
+                 "cord-discontinuous": "bad", "cord-short": "warn", "many-lesions": "warn", "low-confidence": "bad"}
+
+
+def triage_rank(entry: dict) -> int:
+    """0: output likely unusable, 1: a flag a reviewer must check (bad), 2: a warning, 3: no flag."""
+    flags = list(entry.get("flags") or [])
+    if likely_unusable(flags):
+        return 0
+    if any(FLAG_SEVERITY.get(f, "warn") == "bad" for f in flags):
+        return 1
+    return 2 if flags else 3
 
 CONTROL_COLUMNS = ("group", "pathology", "diagnosis", "condition", "status", "cohort", "disease", "category",
                    "population", "subject_type", "participant_type", "clinical_group", "health_status", "type")
@@ -124,7 +138,8 @@ def _asset(name: str) -> str:
 
 
 def load_entries(qc_dir) -> List[dict]:
-    """Every readable entry of ``qc_dir`` (unreadable or foreign files are skipped), in a stable order."""
+    """Every readable entry of ``qc_dir`` (unreadable or foreign files are skipped), flagged scans first
+    (:func:`triage_rank`), then by dataset, subject, session, file."""
     entries = []
     for path in sorted((Path(qc_dir) / ENTRIES).glob("*.json")):
         try:
@@ -133,8 +148,8 @@ def load_entries(qc_dir) -> List[dict]:
             continue
         if isinstance(entry, dict) and entry.get("id"):
             entries.append(entry)
-    entries.sort(key=lambda e: tuple(str(e.get(k) or "") for k in ("dataset", "subject", "session", "file",
-                                                                        "task", "model_tag")))
+    entries.sort(key=lambda e: (triage_rank(e), *(str(e.get(k) or "") for k in ("dataset", "subject", "session",
+                                                                                  "file", "task", "model_tag"))))
     return entries
 
 
@@ -177,7 +192,7 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     full, plain = pics.get(kind), pics.get(f"{kind}_plain")
     thumb, plain_thumb = pics.get(f"{kind}_thumb") or full, pics.get(f"{kind}_plain_thumb") or plain
     if not full:
-        return "<td class=pic>–</td>"
+        return f"<td class='pic {kind}'>–</td>"
     alt = f"{kind} QC of {entry.get('file', '')}"
     plain_img = (f'<img class=pl src="{_e(_url(plain_thumb))}" data-thumb="{_e(_url(plain_thumb))}" '
                  f'data-big="{_e(_url(plain or plain_thumb))}" alt="{_e(alt)} without overlay">'
@@ -185,7 +200,7 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     links = f'<a href="{_e(_url(full))}">overlay</a>'
     if plain:
         links += f' · <a href="{_e(_url(plain))}">plain</a>'
-    return (f'<td class=pic><a class=thumb data-kind="{kind}" href="{_e(_url(full))}" '
+    return (f'<td class="pic {kind}"><a class=thumb data-kind="{kind}" href="{_e(_url(full))}" '
             f'data-full="{_e(_url(full))}" data-plain="{_e(_url(plain))}" title="hover: without overlay; '
             f'click: viewer">'
             f'<img class=ov src="{_e(_url(thumb))}" data-thumb="{_e(_url(thumb))}" data-big="{_e(_url(full))}" '
@@ -214,6 +229,22 @@ def _model_cell(entry: dict) -> str:
             f'<div class=small title="QC made {_e(created)}">{_e(created.replace("T", " ")[:16])}</div>{run}</td>')
 
 
+def _checks_line(checks: dict, titles: dict) -> str:
+    """The measured plausibility values under the flags: CSA median, pieces, model doubt."""
+    if not checks:
+        return ""
+    parts = []
+    if checks.get("csa_median_mm2") is not None:
+        parts.append(f"CSA {checks['csa_median_mm2']:g} mm²")
+    if checks.get("cord_pieces") is not None:
+        parts.append(f"{checks['cord_pieces']} piece{'s' if checks['cord_pieces'] != 1 else ''}")
+    doubt = checks.get("uncertain") or {}
+    if doubt:
+        parts.append("doubt " + ", ".join(f"{k} {100 * float(v):.0f}%" for k, v in doubt.items()))
+    title = json.dumps(checks, sort_keys=True)
+    return f'<div class="small checks" title="{_e(title)}">{_e(" · ".join(parts))}</div>' if parts else ""
+
+
 def _review_cell(review_key: str) -> str:
     return (f'<td class=review data-sort=""><select aria-label="review" data-key="{_e(review_key)}">'
             f'<option value="">–</option><option value="pass">pass</option><option value="fail">fail</option>'
@@ -221,7 +252,7 @@ def _review_cell(review_key: str) -> str:
             f'<input class=note type=text aria-label="review note" placeholder="note" size=10></td>')
 
 
-def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
+def _row(entry: dict, order: int, with_analysis: bool = False, with_session: bool = True) -> str:
     stats = entry.get("stats") or {}
     flags = list(entry.get("flags") or [])
     subject = entry.get("subject") or ""
@@ -237,6 +268,10 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
     edges = stats.get("cord_fov_edges") or []
     if edges and "cord-at-fov-edge" in flags:
         flag_html += f' <span class=small>({_e("/".join(edges))})</span>'
+    flag_html += _checks_line(entry.get("checks") or {}, entry.get("titles") or {})
+    rank = triage_rank(entry)
+    if rank == 0:
+        flag_html = '<div class="flag bad unusable">likely unusable</div>' + flag_html
     model = entry.get("model_tag") or ""
     created = entry.get("created") or ""
     review_key = f"{entry.get('id')}@{created}"
@@ -255,16 +290,18 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
         f'<td class=num data-sort="{_e(stats.get("lesion_count"))}">{_num(stats.get("lesion_count"))}</td>',
         f'<td class=num data-sort="{_e(stats.get("lesion_volume_mm3"))}" title="{_e(vol_title)}">'
         f'{"0" if stats.get("lesion_count") == 0 else _num(stats.get("lesion_volume_mm3"))}</td>',
-        f'<td data-sort="{len(flags)} {_e(" ".join(flags))}">{flag_html}</td>',
+        f'<td class=flags data-sort="{3 - rank} {len(flags):02d} {_e(" ".join(flags))}">{flag_html}</td>',
         _review_cell(review_key),
     ]
     if with_analysis:
         cells[9:9] = report_analysis.cells(entry)
+    if not with_session:
+        del cells[1]
     data = {"order": order, "id": entry.get("id"), "flags": " ".join(flags), "dataset": dataset,
             "subject": subject, "session": entry.get("session"), "file": entry.get("file"), "model": model,
             "lesions": stats.get("lesion_count"), "lesion-volume": stats.get("lesion_volume_mm3"),
             "path": entry.get("image_path"), "task": entry.get("task"), "created": created,
-            "demo": "1" if entry.get("model_demo") else "", "command": entry.get("command")}
+            "demo": "1" if entry.get("model_demo") else "", "command": entry.get("command"), "rank": rank}
     attrs = " ".join(f'data-{k}="{_e(v)}"' for k, v in data.items())
     return f"<tr class=\"scan{' demo' if entry.get('model_demo') else ''}\" {attrs}>" + "".join(cells) + "</tr>"
 
@@ -303,7 +340,7 @@ def _titles(entries: List[dict]) -> Dict[str, str]:
     return json.loads(seen.pop()) if len(seen) == 1 else {"cord": "cord", "lesion": "lesion"}
 
 
-def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]:
+def _columns(titles: Dict[str, str], with_analysis: bool = False, with_session: bool = True) -> List[tuple]:
     cord, lesion = titles["cord"], titles["lesion"]
     names = {"cord_volume": (f"{cord.capitalize()} mm³", f"{cord} volume ({lesion} included)"),
              "lesion_count": (f"{lesion.capitalize()}s", f"number of {lesion}s (3-D connected components, "
@@ -312,6 +349,8 @@ def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]
     cols = [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
     if with_analysis:
         cols[9:9] = report_analysis.COLUMNS
+    if not with_session:  # no scan has a session: no column of dashes
+        del cols[1]
     return cols
 
 
@@ -345,9 +384,10 @@ def render_html(entries: List[dict], title: str = "SCIseg quality control") -> s
     """The whole page for ``entries`` (no external resource: CSS and JavaScript inline)."""
     titles = _titles(entries)
     with_analysis = any(e.get("analysis") for e in entries)
+    with_session = any(e.get("session") for e in entries)
     heads = "".join(f'<th data-key="{k}" data-type="{t}" title="{_e(tip)}" scope=col>{_e(h)}</th>'
-                    for k, h, t, tip in _columns(titles, with_analysis))
-    rows = "\n".join(_row(e, i, with_analysis) for i, e in enumerate(entries))
+                    for k, h, t, tip in _columns(titles, with_analysis, with_session))
+    rows = "\n".join(_row(e, i, with_analysis, with_session) for i, e in enumerate(entries))
     legend_flags = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in FLAG_DESCRIPTIONS.items())
     generated = _dt.datetime.now().astimezone().isoformat(timespec="seconds").replace("T", " ")
     return f"""<!DOCTYPE html>
