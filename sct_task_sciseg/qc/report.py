@@ -11,11 +11,14 @@ Parallel runs can share ``DIR``: each writes only its own entry (temporary file,
 re-renders ``index.html`` from *all* entries under a :class:`filelock.FileLock`. Whoever renders last has seen
 every entry written before it took the lock, so no row is ever lost and no file is ever half written.
 
-The page: click a column header to sort (again to reverse), filter by flag or review status, hover a picture
+The page lists flagged scans first (:func:`triage_rank`: likely unusable, then a flag to check, then a warning,
+then none; the export keeps the dataset/subject order). Click a column header to sort (again to reverse; Flags
+sorts by that rank), filter by flag or review status, hover a picture
 to see it without overlay, click it for the full-size viewer (keys: ``o`` overlay on/off, ``s``/``a`` sagittal or
 axial, arrows previous/next scan, ``p``/``f``/``u`` review pass/fail/unsure, Esc close). Picture size, a setting
-the browser remembers: small, medium, large (the thumbnails, 110/170/260 px high) or x-large (the full mosaics,
-400 px high, loaded as they scroll into view). Each row shows the command line and parameters that made it, and
+the browser remembers: small, medium, large (the thumbnails, at most 110/170/260 px high and scaled down so the
+table fits the window: every column and flag visible at 1440 px) or x-large (the full mosaics, 400 px high,
+loaded as they scroll into view; the page may then scroll sideways). Each row shows the command line and parameters that made it, and
 a "demo model" mark when the model is a demo release (:func:`sct_task_sciseg.qc.entry.model_note`). Reviews
 (verdict and note) are kept in the browser (localStorage), exported as CSV and imported from that CSV (rows
 matched by entry id, else by image path, else by dataset/subject/session/file). Sort, filter and picture size
@@ -138,8 +141,7 @@ def _asset(name: str) -> str:
 
 
 def load_entries(qc_dir) -> List[dict]:
-    """Every readable entry of ``qc_dir`` (unreadable or foreign files are skipped), flagged scans first
-    (:func:`triage_rank`), then by dataset, subject, session, file."""
+    """Every readable entry of ``qc_dir`` (unreadable or foreign files are skipped), in a stable order."""
     entries = []
     for path in sorted((Path(qc_dir) / ENTRIES).glob("*.json")):
         try:
@@ -148,8 +150,8 @@ def load_entries(qc_dir) -> List[dict]:
             continue
         if isinstance(entry, dict) and entry.get("id"):
             entries.append(entry)
-    entries.sort(key=lambda e: (triage_rank(e), *(str(e.get(k) or "") for k in ("dataset", "subject", "session",
-                                                                                  "file", "task", "model_tag"))))
+    entries.sort(key=lambda e: tuple(str(e.get(k) or "") for k in ("dataset", "subject", "session", "file",
+                                                                        "task", "model_tag")))
     return entries
 
 
@@ -387,7 +389,8 @@ def render_html(entries: List[dict], title: str = "SCIseg quality control") -> s
     with_session = any(e.get("session") for e in entries)
     heads = "".join(f'<th data-key="{k}" data-type="{t}" title="{_e(tip)}" scope=col>{_e(h)}</th>'
                     for k, h, t, tip in _columns(titles, with_analysis, with_session))
-    rows = "\n".join(_row(e, i, with_analysis, with_session) for i, e in enumerate(entries))
+    shown = sorted(enumerate(entries), key=lambda ie: triage_rank(ie[1]))  # flagged first; stable otherwise
+    rows = "\n".join(_row(e, i, with_analysis, with_session) for i, e in shown)
     legend_flags = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in FLAG_DESCRIPTIONS.items())
     generated = _dt.datetime.now().astimezone().isoformat(timespec="seconds").replace("T", " ")
     return f"""<!DOCTYPE html>
