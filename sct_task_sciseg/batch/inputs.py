@@ -6,9 +6,9 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, strip_nifti_suffix
+from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, output_paths, strip_nifti_suffix
 
 BIDS_PATTERNS = ("sub-*/anat/*_T2w.nii*", "sub-*/ses-*/anat/*_T2w.nii*")
 BIDS_SUFFIX = "_T2w"
@@ -124,3 +124,15 @@ def output_base_for(item: Item, output: Optional[str]) -> Path:
         rel = parent.relative_to(root) if parent.is_relative_to(root) else Path()
         return output_base(item.path, str(Path(output) / rel) + os.sep)
     return output_base(item.path, output)
+
+
+def bids_derivative(item: Item, output: Optional[str]) -> bool:
+    """True for a scan of a BIDS dataset written into an output folder (a derivatives folder): its outputs get
+    BIDS-derivatives names. A file given on its own keeps SCT's names (``<in>_sc_seg.nii.gz``)."""
+    return is_output_folder(output) and item.root is not None and is_bids(item.root)
+
+
+def item_outputs(item: Item, output: Optional[str], outputs, soft: bool = False) -> Dict[str, Path]:
+    """Output name → path of one input's outputs (:func:`output_base_for`, named by
+    :func:`~sct_task_sciseg.io.naming.output_paths`, BIDS names for :func:`bids_derivative`)."""
+    return output_paths(output_base_for(item, output), outputs, soft=soft, bids=bids_derivative(item, output))

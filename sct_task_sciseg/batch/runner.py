@@ -23,10 +23,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import SciSegError
 from ..io.atomic import check_writable
-from ..io.naming import is_output_folder, output_paths, sidecar_path
+from ..io.naming import is_output_folder, sidecar_path
 from ..io.nifti import load_image
 from ..pipeline.writer import sidecar_for
-from .inputs import Item, output_base_for
+from .inputs import Item, item_outputs
 from .progress import STAGES, Progress, ScanProgress
 
 
@@ -80,8 +80,7 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.outputs = output_paths(output_base_for(job.item, output), segmenter.task.outputs,
-                                       soft=segmenter.config.soft)
+            job.outputs = item_outputs(job.item, output, segmenter.task.outputs, soft=segmenter.config.soft)
             folder = next(iter(job.outputs.values())).parent
             if is_output_folder(output):
                 folder.mkdir(parents=True, exist_ok=True)

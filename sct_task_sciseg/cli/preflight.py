@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from ..batch.analysis import job_analysis_paths
-from ..batch.inputs import Item, bids_skipped, output_base_for, scan
+from ..batch.inputs import Item, bids_skipped, item_outputs, scan
 from ..batch.runner import Job
 from ..errors import OutputError, SciSegError
 from ..io.atomic import check_writable
-from ..io.naming import collision, is_inside, is_output_folder, output_paths
+from ..io.naming import collision, is_inside, is_output_folder
 from ..io.nifti import read_header
 
 
@@ -87,7 +87,7 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     soft = bool(getattr(args, "soft", 0))
     plans = []
     for it in items:
-        outs = output_paths(output_base_for(it, args.o), task.outputs, soft=soft)
+        outs = item_outputs(it, args.o, task.outputs, soft=soft)
         extra = job_analysis_paths(task, outs) if getattr(args, "analyze", False) else {}
         plans.append((it.path, [*outs.values(), *extra.values()]))
     problem = collision(plans)
@@ -121,7 +121,7 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
     _check_qc(args, models_dir)
     for it in items:
         plan.order.append(it)
-        folder = next(iter(output_paths(output_base_for(it, args.o), segmenter.task.outputs).values())).parent
+        folder = next(iter(item_outputs(it, args.o, segmenter.task.outputs).values())).parent
         problem = _folder_problem(folder, created=bool(args.o))
         try:
             if problem is None:

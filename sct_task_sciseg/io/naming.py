@@ -39,10 +39,23 @@ def output_base(input_path: PathLike, output: Optional[PathLike]) -> Path:
 SOFT = "_soft"  # probability maps: ``<base><suffix>_soft.nii.gz`` under the key ``<name>_soft``
 
 
-def output_paths(base: PathLike, outputs: Iterable, soft: bool = False) -> Dict[str, Path]:
+BIDS_LABELS = {"sc": "SC"}  # output name → BIDS ``label-`` value (others: the output's name)
+
+
+def output_paths(base: PathLike, outputs: Iterable, soft: bool = False, bids: bool = False) -> Dict[str, Path]:
     """Output name → ``<base><suffix>.nii.gz`` for each task output (anything with ``name`` and ``suffix``);
-    with ``soft``, also ``<name>_soft`` → ``<base><suffix>_soft.nii.gz`` (its probability map)."""
+    with ``soft``, also ``<name>_soft`` → ``<base><suffix>_soft.nii.gz`` (its probability map).
+
+    ``bids`` (a BIDS dataset's scan written into a derivatives folder): the BIDS-derivatives names NeuroPoly's
+    datasets use, ``<base>_label-SC_seg.nii.gz``, ``<base>_label-lesion_seg.nii.gz`` and the probability maps
+    ``<base>_label-SC_probseg.nii.gz`` (BIDS's suffix for them)."""
     outputs = list(outputs)
+    if bids:
+        labels = {o.name: BIDS_LABELS.get(o.name, o.name) for o in outputs}
+        paths = {o.name: Path(f"{base}_label-{labels[o.name]}_seg.nii.gz") for o in outputs}
+        if soft:
+            paths.update({o.name + SOFT: Path(f"{base}_label-{labels[o.name]}_probseg.nii.gz") for o in outputs})
+        return paths
     paths = {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in outputs}
     if soft:
         paths.update({o.name + SOFT: Path(f"{base}{o.suffix}{SOFT}.nii.gz") for o in outputs})

@@ -13,6 +13,7 @@ from typing import Mapping, Optional, Sequence
 import nibabel as nib
 
 from .. import __version__
+from ..io.bids import dataset_name
 from ..io.naming import strip_nifti_suffix
 from ..tasks import get_task
 from . import report
@@ -53,8 +54,8 @@ class ScanContext:
             session = m.group(1) if m else None
         if bids_root is None and subject is not None:
             bids_root = _find_bids_root(image_path)
-        if dataset is None and bids_root is not None:
-            dataset = Path(bids_root).resolve().name
+        if dataset is None and bids_root is not None:  # the dataset's Name, else its folder's name
+            dataset = dataset_name(Path(bids_root)) or Path(bids_root).resolve().name
         return cls(dataset, subject, session, bids_root)
 
     def is_control(self) -> Optional[bool]:
