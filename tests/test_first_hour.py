@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import nibabel as nib
@@ -123,3 +124,27 @@ def test_interrupted_batch_says_how_many_are_done(segmenter, tmp_path):
     with pytest.raises(KeyboardInterrupt) as info:
         run_batch(segmenter, items, f"{tmp_path / 'out'}/", verbose=0, on_result=stop_at_second)
     assert info.value.batch_progress == (1, 3)
+
+
+@needs_data
+def test_readme_real_weights_example_runs_as_written(server, tmp_path):
+    """The README's second Python block, verbatim, on this machine's CPUs (2 here), against a loopback mirror."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- readme:python-real -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "Segmenter(threads=" in block
+    for name in ("sub-01_T2w.nii.gz", "sub-02_T2w.nii.gz"):
+        shutil.copy(SHARED["t2s"], tmp_path / name)
+    (tmp_path / "bids" / "sub-01" / "anat").mkdir(parents=True)
+    shutil.copy(SHARED["t2s"], tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T2w.nii.gz")
+    env = dict(os.environ, SCISEG_MODELS_DIR=str(tmp_path / "models"), SCISEG_RELEASE_URL=server.url)
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['done']"
+    assert (tmp_path / "sub-02_T2w_sc_seg.nii.gz").is_file()
+    assert (tmp_path / "bids" / "derivatives" / "sciseg" / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz"
+            ).is_file()

@@ -114,6 +114,7 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     jobs = [Job(it) for it in items]
     progress = Progress(len(jobs), enabled=verbose > 0)
     todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
+    _describe_derivatives(segmenter, todo, output, progress if verbose else None)
     try:
         if todo:
             pipeline = _Pipeline(segmenter, todo, progress, verbose, on_result, error, analyze)
@@ -127,6 +128,17 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     finally:
         progress.close()
     return jobs
+
+
+def _describe_derivatives(segmenter, todo: Sequence[Job], output: Optional[str], progress) -> None:
+    """``dataset_description.json`` in an output folder receiving a BIDS dataset's scans (kept if present)."""
+    from ..io.bids import describe_derivatives
+    from .inputs import bids_derivative
+
+    for root in sorted({j.item.root.resolve() for j in todo if bids_derivative(j.item, output)}):
+        written = describe_derivatives(Path(output), root, segmenter.provenance(None)["GeneratedBy"][0])
+        if written is not None and progress is not None:
+            progress.say(f"BIDS derivatives: {written}")
 
 
 def _fail(job: Job, reason: str, progress: Progress, error) -> None:

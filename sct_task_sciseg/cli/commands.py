@@ -79,7 +79,6 @@ def cmd_segment(args) -> int:
         return 2
     plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
     jobs = plan.failed
-    _describe_derivatives(args, segmenter, plan.items)
     if plan.items and not args.scheduler:
         from ..inference.tuning import configure_process
         configure_process(args.threads)
@@ -98,18 +97,6 @@ def cmd_segment(args) -> int:
     if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
         print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
     return 1 if any(j.status == "failed" for j in jobs) else 0
-
-
-def _describe_derivatives(args, segmenter, items) -> None:
-    """``dataset_description.json`` in an output folder that receives a BIDS dataset's scans."""
-    from ..io.bids import describe_derivatives
-    from ..batch.inputs import bids_derivative
-
-    roots = {it.root.resolve() for it in items if bids_derivative(it, args.o)}
-    for root in sorted(roots):
-        written = describe_derivatives(Path(args.o), root, segmenter.provenance(None)["GeneratedBy"][0])
-        if written is not None and args.v:
-            print(f"BIDS derivatives: {written}")
 
 
 def _warn_demo_model(segmenter) -> None:
