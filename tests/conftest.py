@@ -29,6 +29,7 @@ def _clean_env(monkeypatch, tmp_path):
     """No test reads the user's models or reaches upstream; retries are fast."""
     monkeypatch.delenv("SCISEG_RELEASE_URL", raising=False)
     monkeypatch.setenv("SCISEG_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))  # not the user's own models folder
     monkeypatch.setenv("SCISEG_BACKOFF", "0.01")
     monkeypatch.setenv("SCISEG_RETRIES", "2")
 

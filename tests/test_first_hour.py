@@ -148,3 +148,23 @@ def test_readme_real_weights_example_runs_as_written(server, tmp_path):
     assert (tmp_path / "sub-02_T2w_sc_seg.nii.gz").is_file()
     assert (tmp_path / "bids" / "derivatives" / "sciseg" / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz"
             ).is_file()
+
+
+def test_install_records_are_stated_honestly(release_zip, tmp_path):
+    """After -custom-url nothing claims a recorded sha256; an install into -models-dir says later runs need that
+    folder; a run without it refuses to download what another known folder holds, and names that folder."""
+    a = tmp_path / "elsewhere"
+    r = run_cli("-install-task", "seg_sc_lesion_t2w_sci@r20240729", "-custom-url", release_zip, "-models-dir", a)
+    assert r.returncode == 0, r.stderr
+    assert f"later runs need -models-dir {a}" in r.stdout
+    listed = run_cli("-list-tasks", "-models-dir", a).stdout
+    line = next(x for x in listed.splitlines() if x.strip().startswith("r20240729"))
+    assert "recorded at first install" not in line and "custom source: no trusted sha256 recorded" in line
+    assert "never become the trusted record" in listed
+    assert not (a / "seg_sc_lesion_t2w_sci" / "trusted_sha256.json").exists()
+    # a plain run whose models folder lacks the release, while $SCISEG_MODELS_DIR (a known folder) has it
+    r = run_cli("-i", DATA / "t2s" / "t2s.nii.gz", "-o", f"{tmp_path / 'out'}/", "-models-dir", tmp_path / "empty",
+                env={"SCISEG_MODELS_DIR": str(a), "SCISEG_RELEASE_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"but is in {a}: add -models-dir {a}" in r.stderr
+    assert not (tmp_path / "empty").exists() and not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from ..errors import SciSegError
 from ..tasks import all_tasks, resolve_task
 from .hints import cli_message
 
@@ -16,8 +17,23 @@ def err(msg: str) -> None:
     print(f"sciseg: error: {msg}", file=sys.stderr)
 
 
+def _hash_origin(task, release, models_dir: Optional[str], custom: bool) -> str:
+    """Where the sha256 a release is checked against comes from, as -list-tasks says it."""
+    from ..weights.locations import task_dir
+    from ..weights.trust import TRUST_FILE, TrustRecord
+
+    if release.sha256:
+        return "sha256 pinned"
+    found = TrustRecord(task_dir(task, models_dir) / TRUST_FILE).expected(release)
+    if found is not None:
+        return f"sha256 {found['origin']}"
+    if custom:
+        return "installed from a custom source: no trusted sha256 recorded (the first install from the release URL records it)"
+    return "no sha256 published: recorded at its first install from the release URL"
+
+
 def cmd_list_tasks(models_dir: Optional[str]) -> int:
-    from ..weights import list_installed, resolve_models_dir
+    from ..weights import find_installed, list_installed, resolve_models_dir
     print(f"models folder: {resolve_models_dir(models_dir)}")
     for task in all_tasks().values():
         installed = set(list_installed(task, models_dir))
@@ -25,17 +41,27 @@ def cmd_list_tasks(models_dir: Optional[str]) -> int:
         for r in task.releases:
             state = "installed" if r.tag in installed else ("embedded" if r.embedded else "available")
             default = " (default)" if r is task.default_release else ""
-            pinned = "sha256 pinned" if r.sha256 else "sha256 recorded at first install"
-            print(f"  {r.tag:<20} {state:<9}{default:<10} {r.description}; {pinned}")
+            try:
+                model = find_installed(task, r.tag, models_dir) if r.tag in installed else None
+            except SciSegError:
+                model = None
+            origin = _hash_origin(task, r, models_dir, bool(model is not None and model.custom))
+            print(f"  {r.tag:<20} {state:<9}{default:<10} {r.description}; {origin}")
+    print("\n(-custom-url installs are checked against a pinned or recorded sha256 when there is one, and never "
+          "become the trusted record themselves)")
     return 0
 
 
 def cmd_install(args) -> int:
-    from ..weights import install
+    from ..weights import install, resolve_models_dir
     task, tag = resolve_task(args.install or args.task)
     model = install(task, tag, models_dir=args.models_dir, source=args.custom_url, force=args.force,
                     quiet=args.v == 0)
     print(f"{task.name}@{model.tag}: {model.model_folder} (sha256 {model.sha256})")
+    if args.models_dir and resolve_models_dir(args.models_dir) != resolve_models_dir(None):
+        print(f"note: installed in {resolve_models_dir(args.models_dir)}, not the default models folder "
+              f"{resolve_models_dir(None)}: later runs need -models-dir {args.models_dir} (or "
+              f"SCISEG_MODELS_DIR={args.models_dir})")
     return 0
 
 
@@ -73,6 +99,7 @@ def cmd_segment(args) -> int:
         from ..batch.executors import require_dask
         require_dask(slurm=args.scheduler == "slurm")  # before any work: one line saying what to install
     t0 = time.perf_counter()
+    _check_model_elsewhere(args)
     segmenter = _segmenter(args, args.threads)
     if args.analyze and not segmenter.task.labels.finding:
         err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
@@ -97,6 +124,28 @@ def cmd_segment(args) -> int:
     if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
         print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
     return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _check_model_elsewhere(args) -> None:
+    """Refuse to download a release that is installed in another models folder this run does not use."""
+    from ..weights import find_installed, resolve_models_dir
+    from ..weights.locations import known_models_dirs
+    from .preflight import UsageError
+
+    task, tag = resolve_task(args.task)
+    release = task.release(tag)
+    here = resolve_models_dir(args.models_dir)
+    try:
+        if release.embedded or find_installed(task, release.tag, here) is not None:
+            return
+        elsewhere = [d for d in known_models_dirs() if d.resolve() != here.resolve()
+                     and find_installed(task, release.tag, d) is not None]
+    except SciSegError:  # a damaged install: the run reinstalls it and says so
+        return
+    if elsewhere:
+        raise UsageError(f"{task.name}@{release.tag} is not installed in {here} (this run's models folder) but is "
+                         f"in {elsewhere[0]}: add -models-dir {elsewhere[0]} (or set SCISEG_MODELS_DIR), or "
+                         f"install it here with sciseg -install-task {task.name}@{release.tag} -models-dir {here}")
 
 
 def _warn_demo_model(segmenter) -> None:
