@@ -131,12 +131,11 @@ def test_local_cluster_with_own_client_matches_serial_and_resumes(dataset, model
         assert [j.status for j in again] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
         assert client.run_on_scheduler(_allowed_failures) == 3  # dask's default, restored after each run
     _assert_same(_outputs(out), serial)
-    # the same outputs are up to date for the CLI on a local cluster too (dashboard address printed)
+    # the same outputs are up to date for the CLI on a local cluster too: nothing to run, no cluster started
     r = run_cli("-i", dataset, "-o", f"{out}/", "-scheduler", "local", "-workers", "1", "-threads", "1",
                 env={"SCISEG_MODELS_DIR": models_dir})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert re.search(r"^local cluster: 1 workers x 1 threads; dashboard: http://127\.0\.0\.1:\d+/status$",
-                     r.stdout, re.M), r.stdout
+    assert "local cluster:" not in r.stdout, r.stdout
     assert f"done: 0 segmented, 0 failed, {N_SCANS} skipped" in r.stdout
 
 

@@ -168,3 +168,37 @@ def test_install_records_are_stated_honestly(release_zip, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"but is in {a}: add -models-dir {a}" in r.stderr
     assert not (tmp_path / "empty").exists() and not (tmp_path / "out").exists()
+
+
+@needs_data
+def test_cluster_port_warning_hidden_and_up_to_date_resume_starts_no_cluster(installed_model, tmp_path):
+    """Dask's dashboard port taken: no raw 'Port 8787 is already in use' warning; a resume with every scan up
+    to date answers without starting a cluster."""
+    import re
+    import socket
+    import time
+
+    pytest.importorskip("distributed")
+    for n in (1, 2):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        shutil.copy(SHARED["t2s"], tmp_path / "in" / f"scan{n}.nii.gz")
+    args = ("-i", tmp_path / "in", "-o", f"{tmp_path / 'out'}/", "-scheduler", "local", "-workers", "1",
+            "-threads", "1")
+    env = {"SCISEG_MODELS_DIR": str(installed_model.path.parent.parent)}
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already in use by something else: the same situation
+        first = run_cli(*args, env=env, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "already in use" not in first.stdout + first.stderr
+    assert re.search(r"^local cluster: 1 workers x 1 threads; dashboard: http://127\.0\.0\.1:\d+/status$",
+                     first.stdout, re.M), first.stdout
+    t0 = time.perf_counter()
+    again = run_cli(*args, env=env, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "local cluster:" not in again.stdout and "done: 0 segmented, 0 failed, 2 skipped" in again.stdout
+    print(f"up-to-date resume: {time.perf_counter() - t0:.1f} s")

@@ -110,8 +110,14 @@ def cmd_segment(args) -> int:
         from ..inference.tuning import configure_process
         configure_process(args.threads)
         jobs = plan.merge(_batch(args, segmenter, plan.items, None))
+    elif plan.items and (current := _current_segmenter(args, segmenter, plan.items)) is not None:
+        jobs = plan.merge(_batch(args, current, plan.items, None))  # every scan up to date: no cluster started
     elif plan.items:
+        import warnings
+
         from ..batch.executors import open_cluster
+        # Dask's own "Port 8787 is already in use ... instead" warning: the dashboard line below gives the port
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
         with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
             if threads != args.threads:  # the workers' threads: part of the segmenter's description
                 segmenter = _segmenter(args, threads)
@@ -124,6 +130,32 @@ def cmd_segment(args) -> int:
     if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
         print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
     return 1 if any(j.status == "failed" for j in jobs) else 0
+
+
+def _current_segmenter(args, segmenter, items):
+    """With -scheduler: the segmenter (with the workers' threads its sidecars record) for which every input is
+    up to date, so that a resumed batch with nothing left starts no cluster; None when something is left."""
+    import json
+
+    from ..batch.inputs import item_outputs
+    from ..batch.runner import Job, up_to_date
+    from ..io.naming import sidecar_path
+
+    if args.overwrite:
+        return None
+    first = next(iter(item_outputs(items[0], args.o, segmenter.task.outputs).values()))
+    try:
+        threads = json.loads(sidecar_path(first).read_text())["GeneratedBy"][0]["Parameters"]["threads"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(threads, int) or (args.threads is not None and threads != args.threads):
+        return None
+    current = _segmenter(args, threads)
+    for it in items:
+        job = Job(it, outputs=item_outputs(it, args.o, current.task.outputs, soft=bool(args.soft)))
+        if not up_to_date(current, job, args.analyze):
+            return None
+    return current
 
 
 def _check_model_elsewhere(args) -> None:
