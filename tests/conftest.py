@@ -21,7 +21,9 @@ V2 = SCISEG.release("r20240729")
 V1 = SCISEG.release("r20240130")
 EMBEDDED_ZIP = SCISEG.demo_release.embedded_path()
 
-needs_data = pytest.mark.skipif(not T2_FAKE_LESION.is_file(), reason=f"test data not found under {DATA}")
+needs_data = pytest.mark.skipif(not T2_FAKE_LESION.is_file(),
+                                reason="SCT's testing data not found (set SCISEG_TEST_DATA to the folder holding "
+                                       "sct_testing_data/)")
 
 
 @pytest.fixture(autouse=True)

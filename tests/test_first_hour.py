@@ -202,3 +202,21 @@ def test_cluster_port_warning_hidden_and_up_to_date_resume_starts_no_cluster(ins
     assert again.returncode == 0, again.stderr
     assert "local cluster:" not in again.stdout and "done: 0 segmented, 0 failed, 2 skipped" in again.stdout
     print(f"up-to-date resume: {time.perf_counter() - t0:.1f} s")
+
+
+def test_skip_reasons_name_no_machine_path(tmp_path):
+    """Without the data or the SCT environments, tests skip with a reason that says what to set, not a path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    missing = tmp_path / "nowhere-xyz"
+    env = dict(os.environ, SCISEG_TEST_DATA=str(missing), SCISEG_SCT_ENVS=str(missing))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          "tests/test_first_hour.py::test_shared_volumes_t1w_flagged_t2_t2s_not",
+                          "tests/test_trust.py::test_payloads_refused_on_sct_torch"],
+                         capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
+                         timeout=300)
+    reasons = [line for line in out.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(reasons) == 3, out.stdout  # the data, SCT 6.5, SCT 7.3
+    assert all("nowhere-xyz" not in r and "/work/" not in r for r in reasons), reasons

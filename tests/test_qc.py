@@ -25,7 +25,7 @@ from sct_task_sciseg.qc import report as qc_report
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
 T2 = DATA / "t2"
 needs_data = pytest.mark.skipif(not (T2 / "t2_fake_lesion.nii.gz").is_file(),
-                                reason=f"test data missing: {T2}/t2_fake_lesion.nii.gz")
+                                reason="SCT's testing data not found (set SCISEG_TEST_DATA)")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -345,7 +345,7 @@ RUN_FLAGS = ["-remove-small", "lesion:5mm3", "-qc-dataset", "it's demo"]  # a qu
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     if not (T2 / "t2_fake_lesion.nii.gz").is_file():
-        pytest.skip(f"test data missing: {T2}")
+        pytest.skip("SCT's testing data not found (set SCISEG_TEST_DATA)")
     base = tmp_path_factory.mktemp("qc")
     bids = base / "demo"
     qc_dir = base / "qc"

@@ -26,7 +26,8 @@ torch = pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = "nnUNetTrainerDA5__nnUNetPlans__3d_fullres"
 CKPT = f"{FOLDER}/fold_1/checkpoint_final.pth"
-SCT_ENVS = {"7.3": Path("/work/sct-envs/7.3/bin/python"), "6.5": Path("/work/sct-envs/6.5/bin/python")}
+SCT_ENVS_DIR = Path(os.environ.get("SCISEG_SCT_ENVS", "/work/sct-envs"))  # scripts/build_sct_env.sh builds there
+SCT_ENVS = {v: SCT_ENVS_DIR / v / "bin" / "python" for v in ("7.3", "6.5")}
 
 
 class Payload:
@@ -196,7 +197,8 @@ def test_payloads_refused_on_sct_torch(tmp_path, release_zip, name):
     from the working tree; a payload release served from 127.0.0.1 is refused at install there too."""
     python = SCT_ENVS[name]
     if not python.is_file():
-        pytest.skip(f"SCT {name} environment not built here ({python})")
+        pytest.skip(f"SCT {name} environment not built (scripts/build_sct_env.sh; SCISEG_SCT_ENVS names the "
+                    f"folder holding {name}/bin/python)")
     (tmp_path / "mirror").mkdir()
     rezip(payload_folder(release_zip, tmp_path / "src", tmp_path / "install-payload-ran"),
           tmp_path / "mirror" / "evil.zip")
