@@ -220,3 +220,22 @@ def test_skip_reasons_name_no_machine_path(tmp_path):
     reasons = [line for line in out.stdout.splitlines() if line.startswith("SKIPPED")]
     assert len(reasons) == 3, out.stdout  # the data, SCT 6.5, SCT 7.3
     assert all("nowhere-xyz" not in r and "/work/" not in r for r in reasons), reasons
+
+
+@needs_data
+def test_confidence_leaves_the_masks_unchanged(segmenter, confident):
+    """Measuring the model's doubt keeps nnU-Net's probabilities of the same inference: the masks are the
+    default masks, voxel for voxel."""
+    import time
+
+    for name in ("t2_fake_lesion", "t1w"):
+        t0 = time.perf_counter()
+        plain = segmenter.segment(SHARED[name])
+        t1 = time.perf_counter()
+        measured = confident.segment(SHARED[name])
+        t2 = time.perf_counter()
+        print(f"{name}: {t1 - t0:.2f} s plain, {t2 - t1:.2f} s with confidence")
+        assert np.array_equal(plain.labels, measured.labels)
+        for k in plain.masks:
+            assert np.array_equal(np.asarray(plain.masks[k].dataobj), np.asarray(measured.masks[k].dataobj))
+        assert not plain.uncertain and set(measured.uncertain) == {"sc", "lesion"}
