@@ -28,7 +28,8 @@ def _hash_origin(task, release, models_dir: Optional[str], custom: bool) -> str:
     if found is not None:
         return f"sha256 {found['origin']}"
     if custom:
-        return "installed from a custom source: no trusted sha256 recorded (the first install from the release URL records it)"
+        return ("installed from a custom source: no trusted sha256 recorded (the first install from the release "
+                "URL records it)")
     return "no sha256 published: recorded at its first install from the release URL"
 
 

@@ -53,6 +53,8 @@ FLAGS = {
     "low-confidence": f"over {MAX_UNCERTAIN:.0%} of the cord (or {MAX_UNCERTAIN_LESION:.0%} of the lesion) "
                       f"voxels have an uncertain probability (0.2–0.8)",
 }
+SEVERITY = {"cord-csa-out-of-range": "bad", "cord-discontinuous": "bad", "cord-short": "warn",
+            "many-lesions": "warn", "low-confidence": "bad"}  # how the QC report colours each flag
 UNUSABLE_AFTER = 2  # measured flags that make an output likely unusable
 
 
@@ -135,4 +137,4 @@ def likely_unusable(flags: Sequence[str]) -> bool:
     return "empty-cord" in flags or sum(f in FLAGS or f == "lesion-outside-cord" for f in flags) >= UNUSABLE_AFTER
 
 
-__all__ = ["FLAGS", "likely_unusable", "plausibility", "scan_checks"]
+__all__ = ["FLAGS", "SEVERITY", "likely_unusable", "plausibility", "scan_checks"]

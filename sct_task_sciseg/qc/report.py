@@ -11,14 +11,15 @@ Parallel runs can share ``DIR``: each writes only its own entry (temporary file,
 re-renders ``index.html`` from *all* entries under a :class:`filelock.FileLock`. Whoever renders last has seen
 every entry written before it took the lock, so no row is ever lost and no file is ever half written.
 
-The page lists flagged scans first (:func:`triage_rank`: likely unusable, then a flag to check, then a warning,
-then none; the export keeps the dataset/subject order). Click a column header to sort (again to reverse; Flags
-sorts by that rank), filter by flag or review status, hover a picture
+The page lists flagged scans first (:func:`.triage.triage_rank`: likely unusable, then a flag to check, then a
+warning, then none; the export keeps the dataset/subject order). Click a column header to sort (again to reverse;
+Flags sorts by that rank), filter by flag or review status, hover a picture
 to see it without overlay, click it for the full-size viewer (keys: ``o`` overlay on/off, ``s``/``a`` sagittal or
 axial, arrows previous/next scan, ``p``/``f``/``u`` review pass/fail/unsure, Esc close). Picture size, a setting
 the browser remembers: small, medium, large (the thumbnails, at most 110/170/260 px high and scaled down so the
 table fits the window: every column and flag visible at 1440 px) or x-large (the full mosaics, 400 px high,
-loaded as they scroll into view; the page may then scroll sideways). Each row shows the command line and parameters that made it, and
+loaded as they scroll into view; the page may then scroll sideways). Each row shows the command line and
+parameters that made it, and
 a "demo model" mark when the model is a demo release (:func:`sct_task_sciseg.qc.entry.model_note`). Reviews
 (verdict and note) are kept in the browser (localStorage), exported as CSV and imported from that CSV (rows
 matched by entry id, else by image path, else by dataset/subject/session/file). Sort, filter and picture size
@@ -44,7 +45,8 @@ from urllib.parse import quote
 from ..io.atomic import atomic_write
 from . import report_analysis
 from .plausibility import FLAGS as PLAUSIBILITY_FLAGS
-from .plausibility import likely_unusable
+from .plausibility import SEVERITY as PLAUSIBILITY_SEVERITY
+from .triage import checks_line, triage_rank
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ENTRIES = "entries"
@@ -61,18 +63,7 @@ FLAG_DESCRIPTIONS: Dict[str, str] = {
 }
 FLAG_DESCRIPTIONS.update(PLAUSIBILITY_FLAGS)
 FLAG_SEVERITY = {"empty-cord": "bad", "lesion-in-control": "bad", "lesion-outside-cord": "bad",
-                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn", "cord-csa-out-of-range": "bad",
-                 "cord-discontinuous": "bad", "cord-short": "warn", "many-lesions": "warn", "low-confidence": "bad"}
-
-
-def triage_rank(entry: dict) -> int:
-    """0: output likely unusable, 1: a flag a reviewer must check (bad), 2: a warning, 3: no flag."""
-    flags = list(entry.get("flags") or [])
-    if likely_unusable(flags):
-        return 0
-    if any(FLAG_SEVERITY.get(f, "warn") == "bad" for f in flags):
-        return 1
-    return 2 if flags else 3
+                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn", **PLAUSIBILITY_SEVERITY}
 
 CONTROL_COLUMNS = ("group", "pathology", "diagnosis", "condition", "status", "cohort", "disease", "category",
                    "population", "subject_type", "participant_type", "clinical_group", "health_status", "type")
@@ -231,22 +222,6 @@ def _model_cell(entry: dict) -> str:
             f'<div class=small title="QC made {_e(created)}">{_e(created.replace("T", " ")[:16])}</div>{run}</td>')
 
 
-def _checks_line(checks: dict, titles: dict) -> str:
-    """The measured plausibility values under the flags: CSA median, pieces, model doubt."""
-    if not checks:
-        return ""
-    parts = []
-    if checks.get("csa_median_mm2") is not None:
-        parts.append(f"CSA {checks['csa_median_mm2']:g} mm²")
-    if checks.get("cord_pieces") is not None:
-        parts.append(f"{checks['cord_pieces']} piece{'s' if checks['cord_pieces'] != 1 else ''}")
-    doubt = checks.get("uncertain") or {}
-    if doubt:
-        parts.append("doubt " + ", ".join(f"{k} {100 * float(v):.0f}%" for k, v in doubt.items()))
-    title = json.dumps(checks, sort_keys=True)
-    return f'<div class="small checks" title="{_e(title)}">{_e(" · ".join(parts))}</div>' if parts else ""
-
-
 def _review_cell(review_key: str) -> str:
     return (f'<td class=review data-sort=""><select aria-label="review" data-key="{_e(review_key)}">'
             f'<option value="">–</option><option value="pass">pass</option><option value="fail">fail</option>'
@@ -270,8 +245,8 @@ def _row(entry: dict, order: int, with_analysis: bool = False, with_session: boo
     edges = stats.get("cord_fov_edges") or []
     if edges and "cord-at-fov-edge" in flags:
         flag_html += f' <span class=small>({_e("/".join(edges))})</span>'
-    flag_html += _checks_line(entry.get("checks") or {}, entry.get("titles") or {})
-    rank = triage_rank(entry)
+    flag_html += checks_line(entry.get("checks") or {})
+    rank = triage_rank(entry, FLAG_SEVERITY)
     if rank == 0:
         flag_html = '<div class="flag bad unusable">likely unusable</div>' + flag_html
     model = entry.get("model_tag") or ""
@@ -389,7 +364,8 @@ def render_html(entries: List[dict], title: str = "SCIseg quality control") -> s
     with_session = any(e.get("session") for e in entries)
     heads = "".join(f'<th data-key="{k}" data-type="{t}" title="{_e(tip)}" scope=col>{_e(h)}</th>'
                     for k, h, t, tip in _columns(titles, with_analysis, with_session))
-    shown = sorted(enumerate(entries), key=lambda ie: triage_rank(ie[1]))  # flagged first; stable otherwise
+    # flagged first, stable otherwise; data-order keeps the entries' order for the export
+    shown = sorted(enumerate(entries), key=lambda ie: triage_rank(ie[1], FLAG_SEVERITY))
     rows = "\n".join(_row(e, i, with_analysis, with_session) for i, e in shown)
     legend_flags = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in FLAG_DESCRIPTIONS.items())
     generated = _dt.datetime.now().astimezone().isoformat(timespec="seconds").replace("T", " ")
