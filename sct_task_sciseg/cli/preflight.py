@@ -63,6 +63,9 @@ def _folder_problem(folder: Path, created: bool) -> Optional[str]:
 
 
 def _make_folder(folder: Path, what: str) -> None:
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise OutputError(f"{folder}: cannot create the {what} ({base} is not a folder)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
