@@ -151,7 +151,10 @@ def _current_segmenter(args, segmenter, items):
         return None
     if not isinstance(threads, int) or (args.threads is not None and threads != args.threads):
         return None
-    current = _segmenter(args, threads)
+    try:
+        current = _segmenter(args, threads)
+    except ValueError:  # recorded on a machine with more CPUs: the cluster decides
+        return None
     for it in items:
         job = Job(it, outputs=item_outputs(it, args.o, current.task.outputs, soft=bool(args.soft)))
         if not up_to_date(current, job, args.analyze):
@@ -166,7 +169,10 @@ def _check_model_elsewhere(args) -> None:
     from .preflight import UsageError
 
     task, tag = resolve_task(args.task)
-    release = task.release(tag)
+    try:
+        release = task.release(tag)
+    except KeyError:  # a tag of the user's own (-custom-url installs): the run says what is missing
+        return
     here = resolve_models_dir(args.models_dir)
     try:
         if release.embedded or find_installed(task, release.tag, here) is not None:
