@@ -256,8 +256,8 @@ class _Pipeline:
                 self.progress.error(self.error, job.reason)
             elif self.verbose:
                 self._report(job)
-            warning = unusable_warning(job) if job.status == "done" else None
-            if warning:  # at every verbosity
+            warning = unusable_warning(job) if job.status == "done" and self.verbose else None
+            if warning:  # (here, not on the cluster's workers, which run quietly)
                 self.progress.say(warning, err=True)
 
     def _report(self, job: Job) -> None:
