@@ -126,7 +126,7 @@ def test_local_cluster_with_own_client_matches_serial_and_resumes(dataset, model
         assert all(j.counts["sc"] > 500 for j in jobs)
         _assert_same(_outputs(out), serial)
         # resume with the same client: only the scan whose mask was removed runs again
-        (out / "sub-03" / "anat" / "sub-03_T2w_lesion_seg.nii.gz").unlink()
+        (out / "sub-03" / "anat" / "sub-03_T2w_label-lesion_seg.nii.gz").unlink()  # BIDS names
         again = segment_many([dataset], f"{out}/", client=client, models_dir=models_dir, quiet=True)
         assert [j.status for j in again] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
         assert client.run_on_scheduler(_allowed_failures) == 3  # dask's default, restored after each run
