@@ -126,7 +126,7 @@ def cmd_segment(args) -> int:
     if len(jobs) > 1 and args.v:
         from ..batch import summary
         print(summary(jobs, time.perf_counter() - t0))
-    if any(j.status == "done" for j in jobs):
+    if args.v and any(j.status == "done" for j in jobs):  # -v 0 prints nothing but errors
         _warn_demo_model(segmenter)
     if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
         print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
