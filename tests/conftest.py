@@ -119,7 +119,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    missing = pytest.mark.skip(reason=f"test data not found under {DATA}")
+    missing = pytest.mark.skip(reason="SCT's testing data not found (set SCISEG_TEST_DATA to the folder holding "
+                                          "sct_testing_data/)")
     for item in items:
         for name in sorted(tier_marks(item)):
             item.add_marker(name)
@@ -133,6 +134,7 @@ def _clean_env(monkeypatch, tmp_path):
     """No test reads the user's models or reaches upstream; retries are fast."""
     monkeypatch.delenv("SCISEG_RELEASE_URL", raising=False)
     monkeypatch.setenv("SCISEG_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))  # not the user's own models folder
     monkeypatch.setenv("SCISEG_BACKOFF", "0.01")
     monkeypatch.setenv("SCISEG_RETRIES", "2")
 

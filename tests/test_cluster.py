@@ -130,16 +130,16 @@ def test_local_cluster_with_own_client_matches_serial_and_resumes(dataset, model
         assert all(j.counts["sc"] > 500 for j in jobs)
         _assert_same(_outputs(out), serial)
         # resume with the same client: only the scan whose mask was removed runs again
-        (out / "sub-03" / "anat" / "sub-03_T2w_lesion_seg.nii.gz").unlink()
+        (out / "sub-03" / "anat" / "sub-03_T2w_label-lesion_seg.nii.gz").unlink()  # BIDS names
         again = segment_many([dataset], f"{out}/", client=client, models_dir=models_dir, quiet=True)
         assert [j.status for j in again] == ["skipped"] * 2 + ["done"] + ["skipped"] * 3
         assert client.run_on_scheduler(_allowed_failures) == 3  # dask's default, restored after each run
     _assert_same(_outputs(out), serial)
-    # the same outputs are up to date for the CLI on a local cluster too: no cluster is even started
+    # the same outputs are up to date for the CLI on a local cluster too: nothing to run, no cluster started
     r = run_cli("-i", dataset, "-o", f"{out}/", "-scheduler", "local", "-workers", "1", "-threads", "1",
                 env={"SCISEG_MODELS_DIR": models_dir})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "local cluster" not in r.stdout, r.stdout
+    assert "local cluster:" not in r.stdout, r.stdout
     assert f"done: 0 segmented, 0 failed, {N_SCANS} skipped" in r.stdout
 
 

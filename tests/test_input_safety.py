@@ -370,7 +370,7 @@ def test_unreadable_bids_subject_is_reported_and_counted(installed_model, tmp_pa
     assert r.returncode == 1, r.stderr
     assert any(str(ds / "sub-02") in e and "cannot read this folder" in e for e in errors(r.stderr)), r.stderr
     assert "done: 1 segmented, 1 failed" in r.stdout
-    assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_T2w_sc_seg.nii.gz").is_file()
+    assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz").is_file()
 
 
 def test_big_endian_nifti2_is_read(segmenter, tmp_path):

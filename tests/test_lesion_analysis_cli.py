@@ -90,11 +90,11 @@ def test_sciseg_analyze_batch_cohort_and_resume(installed_model, tmp_path):
     assert r.returncode == 0, r.stderr
     per_scan = {}
     for sub in ("sub-01", "sub-02"):
-        base = out / sub / "anat" / f"{sub}_T2w_lesion_seg"
+        base = out / sub / "anat" / f"{sub}_T2w_label-lesion_seg"  # BIDS-derivatives names
         mask = np.asanyarray(nib.load(f"{base}.nii.gz").dataobj).astype(bool)
         rows = read_csv(Path(f"{base}_analysis.csv"))
         label = np.asanyarray(nib.load(f"{base}_label.nii.gz").dataobj)
-        cord = np.asanyarray(nib.load(out / sub / "anat" / f"{sub}_T2w_sc_seg.nii.gz").dataobj).astype(bool)
+        cord = np.asanyarray(nib.load(out / sub / "anat" / f"{sub}_T2w_label-SC_seg.nii.gz").dataobj).astype(bool)
         assert np.array_equal(label > 0, mask & cord)
         voxel = float(np.prod(nib.load(f"{base}.nii.gz").header.get_zooms()))
         assert sum(float(x["volume [mm3]"]) for x in rows) == pytest.approx(mask.sum() * voxel)
@@ -108,12 +108,12 @@ def test_sciseg_analyze_batch_cohort_and_resume(installed_model, tmp_path):
         assert int(x["lesion_count"]) == len(lesions) == len([y for y in mine if y["label"] != "0"])
         assert float(x["volume [mm3]"]) == pytest.approx(sum(float(y["volume [mm3]"]) for y in mine))
     # resume: everything up to date; a missing analysis file makes its scan run again
-    stamp = (out / "sub-01" / "anat" / "sub-01_T2w_lesion_seg_analysis.json").stat().st_mtime_ns
+    stamp = (out / "sub-01" / "anat" / "sub-01_T2w_label-lesion_seg_analysis.json").stat().st_mtime_ns
     r = run_cli(*args, env=env)
     assert r.returncode == 0 and "done: 0 segmented, 0 failed, 2 skipped" in r.stdout, r.stdout
-    assert (out / "sub-01" / "anat" / "sub-01_T2w_lesion_seg_analysis.json").stat().st_mtime_ns == stamp
+    assert (out / "sub-01" / "anat" / "sub-01_T2w_label-lesion_seg_analysis.json").stat().st_mtime_ns == stamp
     assert len(read_csv(out / "lesion_analysis_cohort.csv")) == len(cohort)
-    (out / "sub-02" / "anat" / "sub-02_T2w_lesion_seg_analysis.csv").unlink()
+    (out / "sub-02" / "anat" / "sub-02_T2w_label-lesion_seg_analysis.csv").unlink()
     r = run_cli(*args, env=env)
     assert "done: 1 segmented, 0 failed, 1 skipped" in r.stdout, r.stdout
-    assert (out / "sub-02" / "anat" / "sub-02_T2w_lesion_seg_analysis.csv").is_file()
+    assert (out / "sub-02" / "anat" / "sub-02_T2w_label-lesion_seg_analysis.csv").is_file()

@@ -25,7 +25,7 @@ from sct_task_sciseg.qc import report as qc_report
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
 T2 = DATA / "t2"
 needs_data = pytest.mark.skipif(not (T2 / "t2_fake_lesion.nii.gz").is_file(),
-                                reason=f"test data missing: {T2}/t2_fake_lesion.nii.gz")
+                                reason="SCT's testing data not found (set SCISEG_TEST_DATA)")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -345,7 +345,7 @@ RUN_FLAGS = ["-remove-small", "lesion:5mm3", "-qc-dataset", "it's demo"]  # a qu
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     if not (T2 / "t2_fake_lesion.nii.gz").is_file():
-        pytest.skip(f"test data missing: {T2}")
+        pytest.skip("SCT's testing data not found (set SCISEG_TEST_DATA)")
     base = tmp_path_factory.mktemp("qc")
     bids = base / "demo"
     qc_dir = base / "qc"
@@ -380,7 +380,8 @@ def test_report_three_scans(report):
 
     text = (report / "index.html").read_text()
     page = parse(text)
-    assert [r["data-subject"] for r in page.rows] == ["sub-01", "sub-02", "sub-03"]
+    assert [r["data-subject"] for r in page.rows] == ["sub-02", "sub-01", "sub-03"]  # flagged rows first
+    assert [r["data-order"] for r in page.rows] == ["1", "0", "2"]  # export order: dataset, subject, ...
     assert page.body["data-rows"] == "3"
     assert [r["data-demo"] for r in page.rows] == ["", "", "1"] and page.rows[2]["class"] == "scan demo"
     assert text.count(qc_report.DEMO_MARK) == 2  # the row's mark and the count in the toolbar
@@ -505,7 +506,7 @@ def test_index_in_headless_chromium(report, tmp_path):
     assert plain.body["data-images-loaded"] == "12" and plain.body["data-images-failed"] == "0"
     # sorting changes the order
     order = {k: [r["data-subject"] for r in pages[k].rows] for k in ("plain", "asc", "desc")}
-    assert order["plain"] == ["sub-01", "sub-02", "sub-03"]
+    assert order["plain"] == ["sub-02", "sub-01", "sub-03"]  # flagged rows first
     assert order["asc"][0] == "sub-03"  # no lesion first
     assert order["desc"][-1] == "sub-03" and order["desc"] != order["asc"]
     # the flag filter hides the other rows
@@ -652,7 +653,9 @@ def test_reviews_round_trip_in_headless_chromium(report, tmp_path):
 
         # picture size: large thumbnails by default; the setting is remembered; x-large shows the full mosaics
         pics = _pictures(b)
-        assert [h for _, h, _ in pics] == [260] * 6 and all(src.endswith("_thumb.png") for src, _, _ in pics)
+        # (s, m, l: at most that high, scaled down into the window's width; x-large: full height, may scroll)
+        assert all(190 <= h <= 260 for _, h, _ in pics) and all(src.endswith("_thumb.png") for src, _, _ in pics)
+        assert b.js("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
         assert b.js("document.getElementById('pic-size').value") == "l"
         b.js("var s = document.getElementById('pic-size'); s.value = 's';"
              "s.dispatchEvent(new Event('change', {bubbles: true}))")

@@ -33,7 +33,7 @@ def test_cli_qc_report_for_a_batch(installed_model, tmp_path):
                                                "-qc", str(qc), "-qc-dataset", "demo", "-threads", "2"]
         assert row["cwd"] == str(tmp_path)
         stem = row["file"].replace(".nii.gz", "")
-        sidecar = json.loads((tmp_path / "derivatives" / row["subject"] / "anat" / f"{stem}_sc_seg.json")
+        sidecar = json.loads((tmp_path / "derivatives" / row["subject"] / "anat" / f"{stem}_label-SC_seg.json")
                              .read_text())["GeneratedBy"][0]
         assert row["parameters"] == sidecar["Parameters"] and row["parameters"]["threads"] == 2
         assert row["model_sha256"] == sidecar["ModelSHA256"] == installed_model.sha256

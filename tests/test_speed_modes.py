@@ -275,8 +275,8 @@ def test_batch_bids_mirrors_tree_isolates_failures_and_resumes(installed_model, 
            "SCISEG_CACHE_DIR": str(tmp_path / "cache")}
     r = run_cli("-i", tmp_path / "ds", "-o", f"{deriv}/", "-threads", "2", env=env)
     assert r.returncode == 1, r.stdout + r.stderr
-    out1 = deriv / "sub-01" / "anat" / "sub-01_T2w_sc_seg.nii.gz"
-    out2 = deriv / "sub-02" / "ses-01" / "anat" / "sub-02_ses-01_T2w_lesion_seg.nii.gz"
+    out1 = deriv / "sub-01" / "anat" / "sub-01_T2w_label-SC_seg.nii.gz"  # a BIDS dataset's scans: BIDS names
+    out2 = deriv / "sub-02" / "ses-01" / "anat" / "sub-02_ses-01_T2w_label-lesion_seg.nii.gz"
     assert out1.is_file() and out2.is_file()
     assert not (deriv / "sub-03").exists() or not list((deriv / "sub-03").rglob("*.nii.gz"))
     assert np.asanyarray(nib.load(str(out1)).dataobj).sum() > 3000
@@ -290,7 +290,11 @@ def test_batch_bids_mirrors_tree_isolates_failures_and_resumes(installed_model, 
     r = run_cli("-i", tmp_path / "ds", "-o", f"{deriv}/", "-threads", "2", env=env)
     assert "done: 0 segmented, 1 failed, 2 skipped" in r.stdout, r.stdout
     assert out1.stat().st_mtime_ns == mtime
-    # other parameters → recomputed; -overwrite → recomputed
+    # a file given on its own keeps SCT's names; other parameters → recomputed; -overwrite → recomputed
+    out1 = deriv / "sub-01" / "anat" / "sub-01_T2w_sc_seg.nii.gz"
+    r = run_cli("-i", files["s1"], "-o", f"{deriv}/sub-01/anat/", "-tile-step-size", "0.5", env=env)
+    assert r.returncode == 0 and out1.is_file()
+    mtime = out1.stat().st_mtime_ns
     r = run_cli("-i", files["s1"], "-o", f"{deriv}/sub-01/anat/", "-tile-step-size", "0.6", env=env)
     assert r.returncode == 0 and out1.stat().st_mtime_ns != mtime
     side = json.loads((deriv / "sub-01" / "anat" / "sub-01_T2w_sc_seg.json").read_text())

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, strip_nifti_suffix
-from ..io.outputs import is_package_output
+from ..io.outputs import ScanOutputs, is_package_output
 from ..tasks import all_tasks
 
 BIDS_PATTERNS = ("sub-*/anat/*_T2w.nii*", "sub-*/ses-*/anat/*_T2w.nii*")
@@ -34,6 +35,12 @@ class Unreadable:
         return f"{self.path}: cannot read this folder ({self.reason}); its scans are skipped"
 
 
+def natural_key(path: Path) -> tuple:
+    """Sort key putting ``scan2`` before ``scan10`` (digit runs compare as numbers), path part by part."""
+    return tuple(tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", part) if t)
+                 for part in Path(path).parts)
+
+
 def is_bids(folder: Path) -> bool:
     return any(p.is_dir() for p in folder.glob("sub-*"))
 
@@ -42,7 +49,7 @@ def _entries(folder: Path, problems: List[Unreadable]) -> List[Path]:
     """The sorted entries of ``folder``, hidden ones left out; an unreadable folder is recorded."""
     try:
         with os.scandir(folder) as it:
-            return sorted(Path(e.path) for e in it if not is_hidden(e.name))
+            return sorted((Path(e.path) for e in it if not is_hidden(e.name)), key=natural_key)
     except OSError as exc:
         problems.append(Unreadable(folder, exc.strerror or type(exc).__name__))
         return []
@@ -77,7 +84,16 @@ def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
             if _folder(anat, problems):
                 found += [q for q in _entries(anat, problems) if is_nifti(q)
                           and strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX)]
-    return sorted(set(found))
+    return sorted(set(found), key=natural_key)
+
+
+def bids_skipped(folder: Path) -> int:
+    """NIfTI files in the ``anat`` folders of a BIDS dataset that are not T2w (left out of the batch)."""
+    if not is_bids(folder):
+        return 0
+    found = [q for pattern in BIDS_PATTERNS for q in folder.glob(pattern.replace("_T2w", ""))]
+    return sum(1 for q in set(found) if is_nifti(q) and not is_hidden(q.name)
+               and not strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX))
 
 
 def _found_in(folder: Path, problems: List[Unreadable], is_output: Callable[[Path], bool]) -> List[Path]:
@@ -119,3 +135,15 @@ def output_base_for(item: Item, output: Optional[str]) -> Path:
         rel = parent.relative_to(root) if parent.is_relative_to(root) else Path()
         return output_base(item.path, str(Path(output) / rel) + os.sep)
     return output_base(item.path, output)
+
+
+def bids_derivative(item: Item, output: Optional[str]) -> bool:
+    """True for a scan of a BIDS dataset written into an output folder (a derivatives folder): its outputs get
+    BIDS-derivatives names. A file given on its own keeps SCT's names (``<in>_sc_seg.nii.gz``)."""
+    return is_output_folder(output) and item.root is not None and is_bids(item.root)
+
+
+def item_plan(item: Item, output: Optional[str], task, soft: bool = False, analyze: bool = False) -> ScanOutputs:
+    """Every file one input writes (:func:`output_base_for`; BIDS names for :func:`bids_derivative`)."""
+    return ScanOutputs.of(output_base_for(item, output), task, soft=soft, analyze=analyze,
+                          bids=bids_derivative(item, output))

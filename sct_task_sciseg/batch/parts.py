@@ -7,14 +7,9 @@ import re
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import SciSegError
-from .inputs import Item
+from .inputs import Item, natural_key
 
 ARRAY = "array"  # -part array: the part from SLURM's array variables
-
-
-def natural_key(text: str) -> Tuple:
-    """``sub-2`` before ``sub-10``."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
 
 def parse_part(text: str, environ: Optional[Mapping[str, str]] = None) -> Tuple[int, int]:

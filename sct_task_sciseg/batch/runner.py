@@ -27,7 +27,7 @@ from ..io.naming import is_output_folder, sidecar_path
 from ..io.outputs import ScanOutputs
 from ..io.nifti import load_image
 from ..pipeline.writer import sidecar_for
-from .inputs import Item, output_base_for
+from .inputs import Item, item_plan
 from .progress import STAGES, Progress, ScanProgress
 
 
@@ -43,6 +43,7 @@ class Job:
     analysis: Optional[object] = None  # the LesionAnalysis written with -analyze
     plan: Optional[ScanOutputs] = None  # every file this scan writes (``outputs``: its masks and maps)
     extra: list = field(default_factory=list, repr=False)  # (path, content) written with the masks
+    checks: Dict[str, object] = field(default_factory=dict)  # plausibility measures and flags (qc.plausibility)
 
     @property
     def path(self) -> Path:
@@ -82,8 +83,7 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.plan = ScanOutputs.of(output_base_for(job.item, output), segmenter.task,
-                                      soft=segmenter.config.soft, analyze=analyze)
+            job.plan = item_plan(job.item, output, segmenter.task, soft=segmenter.config.soft, analyze=analyze)
             job.outputs = job.plan.images
             folder = job.plan.folder
             if is_output_folder(output):
@@ -119,10 +119,28 @@ def run_batch(segmenter, items: Sequence[Item], output: Optional[str] = None, *,
     jobs = [Job(it) for it in items]
     progress = Progress(len(jobs), enabled=verbose > 0)
     todo = plan(segmenter, jobs, output, overwrite, progress, verbose, error, analyze)
-    if todo:
-        (executor or InProcess()).run(ScanPipeline(segmenter, todo, progress, verbose, on_result, error, analyze))
-    progress.close()
+    _describe_derivatives(segmenter, todo, output, progress if verbose else None)
+    try:
+        if todo:
+            (executor or InProcess()).run(ScanPipeline(segmenter, todo, progress, verbose, on_result, error,
+                                                       analyze))
+    except KeyboardInterrupt as exc:  # (done, total) for the message that says how to resume
+        exc.batch_progress = (sum(j.status in ("done", "skipped") for j in jobs), len(jobs))
+        raise
+    finally:
+        progress.close()
     return jobs
+
+
+def _describe_derivatives(segmenter, todo: Sequence[Job], output: Optional[str], progress) -> None:
+    """``dataset_description.json`` in an output folder receiving a BIDS dataset's scans (kept if present)."""
+    from ..io.bids import describe_derivatives
+    from .inputs import bids_derivative
+
+    for root in sorted({j.item.root.resolve() for j in todo if bids_derivative(j.item, output)}):
+        written = describe_derivatives(Path(output), root, segmenter.provenance(None)["GeneratedBy"][0])
+        if written is not None and progress is not None:
+            progress.say(f"BIDS derivatives: {written}")
 
 
 def _fail(job: Job, reason: str, progress: Progress, error) -> None:
@@ -217,6 +235,7 @@ class ScanPipeline:
             job.counts = {k: int(m.dataobj[...].sum()) for k, m in result.masks.items()}
             job.stats = {**{k: round(float(v), 3) if isinstance(v, float) else v for k, v in result.stats.items()},
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
+            job.checks = _checks(self.segmenter, result)
             if self.analyze:
                 from .analysis import analyze_result
                 job.analysis, job.extra = analyze_result(self.segmenter, job.plan, result, job.path)
@@ -265,6 +284,9 @@ class ScanPipeline:
                 self.progress.error(self.error, job.reason)
             elif self.verbose:
                 self._report(job)
+            warning = unusable_warning(job) if job.status == "done" and self.verbose else None
+            if warning:  # (here, not on the cluster's workers, which run quietly)
+                self.progress.say(warning, err=True)
 
     def _report(self, job: Job) -> None:
         progress = self.progress
@@ -274,6 +296,22 @@ class ScanPipeline:
         progress.say(f"{tag}{job.path} → {outs} ({counts}; {job.seconds:.1f} s{progress.eta()})")
         if self.verbose > 1 and job.stats:
             progress.say("  stats: " + json.dumps(job.stats, sort_keys=True))
+
+
+def _checks(segmenter, result) -> dict:
+    from ..qc import Roles
+    from ..qc.plausibility import scan_checks
+    return scan_checks(result.masks, result.image.affine, Roles.of(segmenter.task.labels), result.uncertain)
+
+
+def unusable_warning(job: Job) -> Optional[str]:
+    """One console line for a scan whose plausibility flags say its output is likely unusable, else None."""
+    from ..qc.plausibility import likely_unusable
+    flags = list(job.checks.get("flags") or [])
+    if not likely_unusable(flags):
+        return None
+    return (f"sciseg: warning: {job.path}: output likely unusable ({', '.join(flags)}); is this a T2w "
+            f"spinal-cord scan? Check it in the QC report (-qc)")
 
 
 def summary(jobs: Sequence[Job], seconds: float) -> str:

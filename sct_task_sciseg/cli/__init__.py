@@ -16,7 +16,7 @@ from ..errors import SciSegError
 from ..log import console_handler, logger
 from .commands import cli_message, cmd_install, cmd_list_tasks, cmd_register_sct, cmd_segment, err
 from .crash import internal_error
-from .parser import build_parser, check_args
+from .parser import build_parser, check_args, check_demo_args
 from .preflight import UsageError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -36,7 +36,12 @@ def _stopped(exc: KeyboardInterrupt) -> int:
     if isinstance(exc, Terminated):
         err("terminated (SIGTERM); no partial output was left")
         return 143
-    err("interrupted; no partial output was left")
+    done = getattr(exc, "batch_progress", None)
+    if done and done[1] > 1:
+        err(f"interrupted: {done[0]} of {done[1]} done; run the same command to resume (no partial output "
+            f"was left)")
+    else:
+        err("interrupted; no partial output was left")
     return 130
 
 
@@ -107,9 +112,10 @@ def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:
         if args.register_sct or args.unregister_sct:
             return cmd_register_sct(args)
         if not args.demo and not args.i:
-            parser.print_usage(sys.stderr)
-            err("give an input with -i (or -install-task, -list-tasks, -demo)")
+            err("give an input with -i FILE (sciseg -h: every option; sciseg -demo: an offline demo)")
             return 2
+        if args.demo:
+            check_demo_args(parser, args)
         if own_process:  # restart once with huge pages for big arrays
             from ..inference.tuning import restart_tuned
             restart_tuned()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+from ..errors import SciSegError
 from ..tasks import all_tasks, resolve_task
 from .hints import cli_message
 
@@ -17,8 +18,24 @@ def err(msg: str) -> None:
     print(f"sciseg: error: {redact(msg)}", file=sys.stderr)
 
 
+def _hash_origin(task, release, models_dir: Optional[str], custom: bool) -> str:
+    """Where the sha256 a release is checked against comes from, as -list-tasks says it."""
+    from ..weights.locations import task_dir
+    from ..weights.trust import TRUST_FILE, TrustRecord
+
+    if release.sha256:
+        return "sha256 pinned"
+    found = TrustRecord(task_dir(task, models_dir) / TRUST_FILE).expected(release)
+    if found is not None:
+        return f"sha256 {found['origin']}"
+    if custom:
+        return ("installed from a custom source: no trusted sha256 recorded (the first install from the release "
+                "URL records it)")
+    return "no sha256 published: recorded at its first install from the release URL"
+
+
 def cmd_list_tasks(models_dir: Optional[str]) -> int:
-    from ..weights import list_installed, resolve_models_dir
+    from ..weights import find_installed, list_installed, resolve_models_dir
     print(f"models folder: {resolve_models_dir(models_dir)}")
     for task in all_tasks().values():
         installed = set(list_installed(task, models_dir))
@@ -26,17 +43,27 @@ def cmd_list_tasks(models_dir: Optional[str]) -> int:
         for r in task.releases:
             state = "installed" if r.tag in installed else ("embedded" if r.embedded else "available")
             default = " (default)" if r is task.default_release else ""
-            pinned = "sha256 pinned" if r.sha256 else "sha256 recorded at first install"
-            print(f"  {r.tag:<20} {state:<9}{default:<10} {r.description}; {pinned}")
+            try:
+                model = find_installed(task, r.tag, models_dir) if r.tag in installed else None
+            except SciSegError:
+                model = None
+            origin = _hash_origin(task, r, models_dir, bool(model is not None and model.custom))
+            print(f"  {r.tag:<20} {state:<9}{default:<10} {r.description}; {origin}")
+    print("\n(-custom-url installs are checked against a pinned or recorded sha256 when there is one, and never "
+          "become the trusted record themselves)")
     return 0
 
 
 def cmd_install(args) -> int:
-    from ..weights import install
+    from ..weights import install, resolve_models_dir
     task, tag = resolve_task(args.install or args.task)
     model = install(task, tag, models_dir=args.models_dir, source=args.custom_url, force=args.force,
                     quiet=args.v == 0)
     print(f"{task.name}@{model.tag}: {model.model_folder} (sha256 {model.sha256})")
+    if args.models_dir and resolve_models_dir(args.models_dir) != resolve_models_dir(None):
+        print(f"note: installed in {resolve_models_dir(args.models_dir)}, not the default models folder "
+              f"{resolve_models_dir(None)}: later runs need -models-dir {args.models_dir} (or "
+              f"SCISEG_MODELS_DIR={args.models_dir})")
     return 0
 
 
@@ -75,6 +102,7 @@ def cmd_segment(args) -> int:
         from ..batch.executors import require_dask
         require_dask(args.scheduler)  # before any work: one line saying what to install
     t0 = time.perf_counter()
+    _check_model_elsewhere(args)
     segmenter = _segmenter(args, args.threads)
     if args.analyze and not segmenter.task.labels.finding:
         err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
@@ -96,7 +124,11 @@ def cmd_segment(args) -> int:
     elif plan.items and (current := _all_up_to_date(args, plan.items)) is not None:  # no cluster started
         jobs = plan.merge(_batch(args, current, plan.items, None))
     elif plan.items:
+        import warnings
+
         from ..batch.executors import open_cluster
+        # Dask's own "Port 8787 is already in use ... instead" warning: the dashboard line below gives the port
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
         with open_cluster(_cluster_spec(args), say=print if args.v else (lambda line: None)) as (executor, threads):
             if threads != args.threads:  # the workers' threads: part of the segmenter's description
                 segmenter = _segmenter(args, threads)
@@ -104,6 +136,10 @@ def cmd_segment(args) -> int:
     if len(jobs) > 1 and args.v:
         from ..batch import summary
         print(summary(jobs, time.perf_counter() - t0))
+    if args.v and any(j.status == "done" for j in jobs):  # -v 0 prints nothing but errors
+        _warn_demo_model(segmenter)
+    if args.qc and args.v and any(j.status in ("done", "skipped") for j in jobs):
+        print(f"QC report: {(Path(args.qc) / 'index.html').resolve()}")
     return 1 if any(j.status == "failed" for j in jobs) else 0
 
 
@@ -122,13 +158,49 @@ def _all_up_to_date(args, items):
     return None if todo else segmenter
 
 
+def _check_model_elsewhere(args) -> None:
+    """Refuse to download a release that is installed in another models folder this run does not use."""
+    from ..weights import find_installed, resolve_models_dir
+    from ..weights.locations import known_models_dirs
+    from .preflight import UsageError
+
+    task, tag = resolve_task(args.task)
+    try:
+        release = task.release(tag)
+    except KeyError:  # a tag of the user's own (-custom-url installs): the run says what is missing
+        return
+    here = resolve_models_dir(args.models_dir)
+    try:
+        if release.embedded or find_installed(task, release.tag, here) is not None:
+            return
+        elsewhere = [d for d in known_models_dirs() if d.resolve() != here.resolve()
+                     and find_installed(task, release.tag, d) is not None]
+    except SciSegError:  # a damaged install: the run reinstalls it and says so
+        return
+    if elsewhere:
+        raise UsageError(f"{task.name}@{release.tag} is not installed in {here} (this run's models folder) but is "
+                         f"in {elsewhere[0]}: add -models-dir {elsewhere[0]} (or set SCISEG_MODELS_DIR), or "
+                         f"install it here with sciseg -install-task {task.name}@{release.tag} -models-dir {here}")
+
+
+def _warn_demo_model(segmenter) -> None:
+    """One console line when the masks come from a demo (phantom-trained) model."""
+    from ..qc.entry import model_note
+    from ..qc.report import DEMO_MARK
+    model = segmenter.model
+    if model is not None and model_note(segmenter.task.name, model.tag, model.sha256)["model_demo"]:
+        err_line = (f"sciseg: warning: {DEMO_MARK}: {segmenter.task.name}@{model.tag} is the embedded demo model "
+                    f"(trained on synthetic phantoms); its masks of real scans are not usable")
+        print(err_line, file=sys.stderr)
+
+
 def _segmenter(args, threads: Optional[int]):
     from ..pipeline import Segmenter
     return Segmenter(args.task, models_dir=args.models_dir, device=args.device, threads=threads,
                      tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                      folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
                      quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
-                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft))
+                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft), confidence=bool(args.qc))
 
 
 def _batch(args, segmenter, items, executor) -> list:
@@ -203,7 +275,7 @@ class _QCWriter:
         write_qc(Path(self.qc_dir), job.path, result.image, result.masks, model_tag=self.model_tag,
                  task_name=self.task_name, dataset=self.dataset, subject=self.subject, session=None,
                  bids_root=None, roles=self.roles, analysis=job.analysis, command=self.command or None,
-                 generated_by=self.generated_by)
+                 generated_by=self.generated_by, checks=job.checks or None)
 
 
 __all__ = ["cli_message", "cmd_install", "cmd_list_tasks", "cmd_register_sct", "cmd_segment", "err"]

@@ -276,3 +276,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             args.part = parse_part(args.part)
         except ValueError as exc:
             parser.error(f"argument -part: {exc}")
+
+
+DEMO_ACCEPTS = ("o", "seed", "models_dir", "device", "threads", "v", "demo")
+
+
+def check_demo_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``-demo`` takes -o, -seed, -models-dir, -device, -threads and -v; any other flag is refused (one line)
+    rather than ignored."""
+    given = [a for a, v in vars(args).items() if a not in DEMO_ACCEPTS and v != parser.get_default(a)]
+    if given:
+        names = ", ".join("-" + a.replace("_", "-") for a in sorted(given))
+        parser.error(f"-demo runs the embedded demo model on a phantom and does not take {names}; "
+                     f"it accepts -o, -seed, -models-dir, -device, -threads, -v")

@@ -1,7 +1,8 @@
 """Everything a segmentation run can check before torch, nnU-Net or the weights are loaded.
 
 Refused outright (nothing runs): two inputs writing the same output, an output that is an input, outputs or
-QC pictures inside the models folder, an output or QC folder that cannot be created or written. Refused per
+QC pictures inside the models folder, an output or QC folder that cannot be created or written (a missing
+folder of ``-o``, ``-o DIR/`` or ``-o DIR/base.nii.gz``, or of ``-qc`` is created). Refused per
 input (one line each, counted as failed, the others run): a missing, unreadable or malformed file, a header
 whose data would not fit in memory or in the model-space cap, a folder of the input tree that cannot be read.
 """
@@ -12,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from ..batch.inputs import Item, output_base_for, scan
+from ..batch.inputs import Item, bids_skipped, item_plan, scan
 from ..batch.runner import Job
 from ..errors import OutputError, SciSegError
 from ..io.atomic import check_writable
 from ..io.naming import collision, is_inside, is_output_folder
-from ..io.outputs import ScanOutputs
 from ..io.nifti import read_header
 
 
@@ -62,6 +62,9 @@ def _folder_problem(folder: Path, created: bool) -> Optional[str]:
 
 
 def _make_folder(folder: Path, what: str) -> None:
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise OutputError(f"{folder}: cannot create the {what} ({base} is not a folder)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -79,9 +82,9 @@ def _check_qc(args, models_dir: Path) -> None:
     _make_folder(qc, "QC folder")
 
 
-def _scan_outputs(args, item: Item, task) -> ScanOutputs:
-    return ScanOutputs.of(output_base_for(item, args.o), task, soft=bool(getattr(args, "soft", 0)),
-                          analyze=bool(getattr(args, "analyze", False)))
+def _scan_outputs(args, item: Item, task):
+    return item_plan(item, args.o, task, soft=bool(getattr(args, "soft", 0)),
+                     analyze=bool(getattr(args, "analyze", False)))
 
 
 def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
@@ -95,8 +98,8 @@ def _check_outputs(args, items: List[Item], task, models_dir: Path) -> None:
     for inp, outs in plans:
         if any(is_inside(o, models_dir) for o in outs):
             raise UsageError(f"{inp}: its outputs would go inside the models folder {models_dir}; use -o")
-    if args.o and str(args.o).endswith(("/", os.sep)):
-        _make_folder(Path(args.o), "output folder")
+    if args.o:  # -o DIR/ or -o DIR/base.nii.gz: a missing DIR is created, as nnU-Net's -o and SCT's -o do
+        _make_folder(Path(args.o) if is_output_folder(args.o) else Path(args.o).parent, "output folder")
 
 
 def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) -> Plan:
@@ -111,12 +114,17 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
         error(folder.message())
     if not items and not unreadable:
         raise SciSegError(f"{' '.join(args.i)}: no NIfTI input found")
+    for folder in args.i:
+        skipped = bids_skipped(Path(folder)) if Path(folder).is_dir() else 0
+        if skipped and getattr(args, "v", 1):
+            print(f"{folder}: {skipped} NIfTI file(s) in anat/ are not T2w and were skipped (this task segments "
+                  f"T2w; give a file with -i to segment it anyway)")
     _check_outputs(args, items, segmenter.task, models_dir)
     _check_qc(args, models_dir)
     for it in items:
         plan.order.append(it)
         folder = _scan_outputs(args, it, segmenter.task).folder
-        problem = _folder_problem(folder, created=is_output_folder(args.o))
+        problem = _folder_problem(folder, created=bool(args.o))
         try:
             if problem is None:
                 header = read_header(it.path)

@@ -19,6 +19,7 @@ ANALYSIS_SUFFIXES = {"csv": "_analysis.csv", "label": "_label{ext}", "json": "_a
 ROI_SHEET = "ROI_occupied_by_lesion"  # SCT's sheet name, also the CSV's
 SHEET_SUFFIXES = {"distribution": "_lesion_distribution.csv", "roi": f"_{ROI_SHEET}.csv"}  # -f
 XLSX_SUFFIXES = {"xlsx": "_analysis.xlsx"}
+BIDS_LABELS = {"sc": "SC"}  # output name -> BIDS ``label-`` value (others: the output's name)
 
 
 def analysis_paths(base: PathLike, label_suffix: str = ".nii.gz", *, sheets: bool = False,
@@ -38,10 +39,20 @@ class ScanOutputs:
     analysis: Dict[str, Path] = field(default_factory=dict)  # csv / label / json of the finding (-analyze)
 
     @classmethod
-    def of(cls, base: PathLike, task, soft: bool = False, analyze: bool = False) -> "ScanOutputs":
-        """The plan for outputs at ``<base>`` (no suffix) of ``task`` with the ``-soft``/``-analyze`` flags."""
-        masks = {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in task.outputs}
-        maps = {o.name + SOFT: Path(f"{base}{o.suffix}{SOFT}.nii.gz") for o in task.outputs} if soft else {}
+    def of(cls, base: PathLike, task, soft: bool = False, analyze: bool = False,
+           bids: bool = False) -> "ScanOutputs":
+        """The plan for outputs at ``<base>`` (no suffix) of ``task`` with the ``-soft``/``-analyze`` flags.
+
+        ``bids`` (a BIDS dataset's scan written into a derivatives folder): the BIDS-derivatives names NeuroPoly's
+        datasets use, ``<base>_label-SC_seg.nii.gz``, ``<base>_label-lesion_seg.nii.gz`` and the probability maps
+        ``<base>_label-SC_probseg.nii.gz`` (BIDS's suffix for them); else SCT's ``<base>_sc_seg.nii.gz``."""
+        if bids:
+            labels = {o.name: BIDS_LABELS.get(o.name, o.name) for o in task.outputs}
+            masks = {n: Path(f"{base}_label-{v}_seg.nii.gz") for n, v in labels.items()}
+            maps = {n + SOFT: Path(f"{base}_label-{v}_probseg.nii.gz") for n, v in labels.items()} if soft else {}
+        else:
+            masks = {o.name: Path(f"{base}{o.suffix}.nii.gz") for o in task.outputs}
+            maps = {o.name + SOFT: Path(f"{base}{o.suffix}{SOFT}.nii.gz") for o in task.outputs} if soft else {}
         finding = getattr(task.labels, "finding", None) if analyze else None
         analysis = analysis_paths(strip_nifti_suffix(masks[finding])) if finding in masks else {}
         return cls(masks, maps, analysis)
@@ -81,12 +92,14 @@ class ScanOutputs:
 
 def output_suffixes(task) -> Tuple[str, ...]:
     """The name endings of every file a scan of ``task`` can write (all flags on): for input discovery."""
-    plan = ScanOutputs.of("", task, soft=True, analyze=True)
-    names = {p.name for p in plan.files()} | {p.name.replace(".nii.gz", ".nii") for p in plan.files()}
-    finding = next((p.name for p in plan.analysis.values() if p.name.endswith(ANALYSIS_SUFFIXES["csv"])), None)
-    if finding:  # sciseg_analyze_lesion's -f tables and spreadsheet of the same mask
-        stem = finding[:-len(ANALYSIS_SUFFIXES["csv"])]
-        names |= {stem + v for v in (*SHEET_SUFFIXES.values(), *XLSX_SUFFIXES.values())}
+    names = set()
+    for bids in (False, True):
+        plan = ScanOutputs.of("", task, soft=True, analyze=True, bids=bids)
+        names |= {p.name for p in plan.files()} | {p.name.replace(".nii.gz", ".nii") for p in plan.files()}
+        csv = next((p.name for p in plan.analysis.values() if p.name.endswith(ANALYSIS_SUFFIXES["csv"])), None)
+        if csv:  # sciseg_analyze_lesion's -f tables and spreadsheet of the same mask
+            stem = csv[:-len(ANALYSIS_SUFFIXES["csv"])]
+            names |= {stem + v for v in (*SHEET_SUFFIXES.values(), *XLSX_SUFFIXES.values())}
     return tuple(sorted(names))
 
 

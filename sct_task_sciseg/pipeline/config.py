@@ -40,6 +40,7 @@ class SegmenterConfig:
     tiles: Optional[str] = None
     fast: bool = False
     soft: bool = False  # also return / write each output's probability map (``<in><suffix>_soft.nii.gz``)
+    confidence: bool = False  # also measure the model's doubt (``Segmentation.uncertain``), same inference
 
     def __post_init__(self):
         for name in ("model_folder", "models_dir"):

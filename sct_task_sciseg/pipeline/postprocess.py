@@ -85,6 +85,23 @@ def soft_maps(probs: np.ndarray, regions_class_order: Sequence[int], outputs: Se
     return out
 
 
+#: Probabilities in this open band count as uncertain (the mask's own threshold, 0.5, lies in the middle).
+UNCERTAIN_BAND = (0.2, 0.8)
+
+
+def uncertain_shares(soft: dict, band: Tuple[float, float] = UNCERTAIN_BAND) -> dict:
+    """Output name → voxels with a probability inside ``band``, as a share of the output's voxels at 0.5
+    (0.0 for an empty output): the model's doubt, from the probabilities of the same inference."""
+    lo, hi = band
+    out = {}
+    for name, p in soft.items():
+        p = np.asarray(p, dtype=np.float32)
+        n_mask = int(np.count_nonzero(p >= 0.5))
+        n_band = int(np.count_nonzero((p > lo) & (p < hi)))
+        out[name] = round(n_band / n_mask, 4) if n_mask else 0.0
+    return out
+
+
 def apply(labels: np.ndarray, pp: PostProcessing, voxel_volume_mm3: float,
           scheme: LabelScheme) -> np.ndarray:
     """Apply ``pp`` to a label map (in any orientation: operations are orientation-free)."""

@@ -24,7 +24,7 @@ from ..io.resources import check_model_space
 from ..tasks import Task
 from ..weights import InstalledModel, ensure_installed, find_installed
 from .config import SegmenterConfig
-from .postprocess import PostProcessing, apply, labels_from_probabilities, soft_maps, split
+from .postprocess import PostProcessing, apply, labels_from_probabilities, soft_maps, split, uncertain_shares
 from .provenance import provenance
 from .writer import write_outputs
 
@@ -41,6 +41,7 @@ class Segmentation:
     timings: Dict[str, float] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, phase seconds
     soft: Dict[str, nib.Nifti1Image] = field(default_factory=dict)  # ``soft=True``: probability map per output
+    uncertain: Dict[str, float] = field(default_factory=dict)  # ``confidence=True``: see uncertain_shares
 
 
 class Segmenter:
@@ -212,12 +213,12 @@ class Segmenter:
         voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
         labels = apply(labels, self.config.postprocessing, voxel_mm3, self.task.labels)
         masks = {name: mask_image(m, img) for name, m in split(labels, self.task.outputs).items()}
-        soft = {} if probs is None else {
-            name: probability_image(p, img)
-            for name, p in soft_maps(probs, self._regions_class_order(), self.task.outputs).items()}
+        maps = {} if probs is None else soft_maps(probs, self._regions_class_order(), self.task.outputs)
+        uncertain = uncertain_shares(maps) if self.config.confidence and maps else {}
+        soft = {name: probability_image(p, img) for name, p in maps.items()} if self.config.soft else {}
         t3 = time.perf_counter()
         timings = {"load_input": ta - t0, "load_model": t1 - ta, "predict": t2 - t1, "postprocess": t3 - t2}
-        return Segmentation(img, labels, masks, timings, stats, soft)
+        return Segmentation(img, labels, masks, timings, stats, soft, uncertain)
 
     def _regions_class_order(self) -> List[int]:
         order = self.dataset_json.get("regions_class_order")
@@ -227,7 +228,8 @@ class Segmenter:
 
     def _predict(self, predictor, img: nib.Nifti1Image, progress=None):
         """(label map, region probabilities or None, per-call statistics), all on the input grid: model
-        orientation, (z, y, x) order, and back. Probabilities are computed only for ``-thr`` and ``-soft``."""
+        orientation, (z, y, x) order, and back. Probabilities are kept only for ``-thr``, ``-soft`` and
+        ``confidence``."""
         from ..inference.loader import predict
 
         data = np.asanyarray(img.dataobj, dtype=np.float32)
@@ -238,7 +240,8 @@ class Segmenter:
             arr_zyx *= np.float32(scale)
         spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
         thr = self.config.postprocessing.thr
-        if thr is None and not self.config.soft:
+        keep = self.config.soft or (self.config.confidence and bool(self.dataset_json.get("regions_class_order")))
+        if thr is None and not keep:
             labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx, report=progress)
             return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), None, stats
         order = self._regions_class_order()
@@ -249,7 +252,7 @@ class Segmenter:
             labels = labels_from_probabilities(probs, thr, order)
         else:
             labels = reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8)
-        return labels, (probs if self.config.soft else None), stats
+        return labels, (probs if keep else None), stats
 
     # -- files -------------------------------------------------------------------------------------
     def output_plan(self, input_path: Union[str, Path], output: Union[str, Path, None] = None,

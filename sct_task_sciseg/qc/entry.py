@@ -13,11 +13,13 @@ from typing import Mapping, Optional, Sequence
 import nibabel as nib
 
 from .. import __version__
+from ..io.bids import dataset_name
 from ..io.naming import strip_nifti_suffix
 from ..tasks import get_task
 from . import report
 from .geometry import DEFAULT_ROLES, Roles
 from .pictures import render_qc
+from .plausibility import scan_checks
 from .stats import lesion_stats
 
 
@@ -52,8 +54,8 @@ class ScanContext:
             session = m.group(1) if m else None
         if bids_root is None and subject is not None:
             bids_root = _find_bids_root(image_path)
-        if dataset is None and bids_root is not None:
-            dataset = Path(bids_root).resolve().name
+        if dataset is None and bids_root is not None:  # the dataset's Name, else its folder's name
+            dataset = dataset_name(Path(bids_root)) or Path(bids_root).resolve().name
         return cls(dataset, subject, session, bids_root)
 
     def is_control(self) -> Optional[bool]:
@@ -100,7 +102,7 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
              model_tag: str, task_name: str, dataset: Optional[str] = None, subject: Optional[str] = None,
              session: Optional[str] = None, bids_root: Optional[Path] = None,
              roles: Roles = DEFAULT_ROLES, analysis=None, command: Optional[Sequence[str]] = None,
-             generated_by: Optional[Mapping] = None) -> Path:
+             generated_by: Optional[Mapping] = None, checks: Optional[Mapping] = None) -> Path:
     """Everything ``-qc DIR`` does for one segmented scan; returns the path of its entry JSON.
 
     * pictures: ``DIR/pictures/<entry id>/<stem>_{sagittal,axial}[_plain][_thumb].png`` (:func:`render_qc`);
@@ -116,6 +118,9 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     parameters; :func:`model_note` marks rows made with a demo model. The entry id combines dataset, subject,
     session, file, task and model tag: running the same scan and model again replaces its row.
 
+    ``checks`` (:func:`.plausibility.scan_checks` of these masks, computed here when not given) adds the measured
+    plausibility values (``entry["checks"]``) and their flags.
+
     ``analysis`` (a :class:`~sct_task_sciseg.analysis.LesionAnalysis` of these masks) adds its per-scan numbers
     (``entry["analysis"]``) and the tissue-bridge picture (:func:`.bridges.render_bridges`).
     """
@@ -125,7 +130,8 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     stem = strip_nifti_suffix(image_path.name)
     stats = lesion_stats(masks, image.affine, roles)
     is_control = ctx.is_control()
-    flags = list(stats["flags"])
+    checks = dict(checks) if checks else scan_checks(masks, image.affine, roles)
+    flags = list(checks.get("flags", ()))
     if is_control and stats["lesion_count"] > 0:
         flags.append("lesion-in-control")
     entry_id = report.entry_id(ctx.dataset, ctx.subject, ctx.session, stem, task_name, model_tag)
@@ -145,7 +151,8 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
         "shape": [int(s) for s in image.shape[:3]],
         "zooms_mm": [round(float(z), 4) for z in image.header.get_zooms()[:3]],
         "orientation": "".join(c or "?" for c in nib.aff2axcodes(image.affine)),
-        "stats": stats, "flags": flags, "analysis": analysis_numbers(analysis),
+        "stats": stats, "flags": flags, "checks": {k: v for k, v in checks.items() if k != "flags"},
+        "analysis": analysis_numbers(analysis),
         "pictures": {k: p.relative_to(qc_dir).as_posix() for k, p in pictures.items()},
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "render_ms": round(render_ms, 1), "version": __version__,

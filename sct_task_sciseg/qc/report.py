@@ -11,11 +11,15 @@ Parallel runs can share ``DIR``: each writes only its own entry (temporary file,
 re-renders ``index.html`` from *all* entries under a :class:`filelock.FileLock`. Whoever renders last has seen
 every entry written before it took the lock, so no row is ever lost and no file is ever half written.
 
-The page: click a column header to sort (again to reverse), filter by flag or review status, hover a picture
+The page lists flagged scans first (:func:`.triage.triage_rank`: likely unusable, then a flag to check, then a
+warning, then none; the export keeps the dataset/subject order). Click a column header to sort (again to reverse;
+Flags sorts by that rank), filter by flag or review status, hover a picture
 to see it without overlay, click it for the full-size viewer (keys: ``o`` overlay on/off, ``s``/``a`` sagittal or
 axial, arrows previous/next scan, ``p``/``f``/``u`` review pass/fail/unsure, Esc close). Picture size, a setting
-the browser remembers: small, medium, large (the thumbnails, 110/170/260 px high) or x-large (the full mosaics,
-400 px high, loaded as they scroll into view). Each row shows the command line and parameters that made it, and
+the browser remembers: small, medium, large (the thumbnails, at most 110/170/260 px high and scaled down so the
+table fits the window: every column and flag visible at 1440 px) or x-large (the full mosaics, 400 px high,
+loaded as they scroll into view; the page may then scroll sideways). Each row shows the command line and
+parameters that made it, and
 a "demo model" mark when the model is a demo release (:func:`sct_task_sciseg.qc.entry.model_note`). Reviews
 (verdict and note) are kept in the browser (localStorage), exported as CSV and imported from that CSV (rows
 matched by entry id, else by image path, else by dataset/subject/session/file). Sort, filter and picture size
@@ -40,6 +44,9 @@ from urllib.parse import quote
 
 from ..io.atomic import atomic_write
 from . import report_analysis
+from .plausibility import FLAGS as PLAUSIBILITY_FLAGS
+from .plausibility import SEVERITY as PLAUSIBILITY_SEVERITY
+from .triage import checks_line, triage_rank
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ENTRIES = "entries"
@@ -54,8 +61,9 @@ FLAG_DESCRIPTIONS: Dict[str, str] = {
     "lesion-at-fov-edge": "a lesion touches the edge of the field of view (its volume may be truncated)",
     "lesion-in-control": "lesion found in a subject listed as a healthy control in participants.tsv",
 }
+FLAG_DESCRIPTIONS.update(PLAUSIBILITY_FLAGS)
 FLAG_SEVERITY = {"empty-cord": "bad", "lesion-in-control": "bad", "lesion-outside-cord": "bad",
-                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn"}
+                 "cord-at-fov-edge": "warn", "lesion-at-fov-edge": "warn", **PLAUSIBILITY_SEVERITY}
 
 CONTROL_COLUMNS = ("group", "pathology", "diagnosis", "condition", "status", "cohort", "disease", "category",
                    "population", "subject_type", "participant_type", "clinical_group", "health_status", "type")
@@ -194,7 +202,7 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     full, plain = pics.get(kind), pics.get(f"{kind}_plain")
     thumb, plain_thumb = pics.get(f"{kind}_thumb") or full, pics.get(f"{kind}_plain_thumb") or plain
     if not full:
-        return "<td class=pic>–</td>"
+        return f"<td class='pic {kind}'>–</td>"
     alt = f"{kind} QC of {entry.get('file', '')}"
     plain_img = (f'<img class=pl src="{_e(_url(plain_thumb))}" data-thumb="{_e(_url(plain_thumb))}" '
                  f'data-big="{_e(_url(plain or plain_thumb))}" alt="{_e(alt)} without overlay">'
@@ -202,7 +210,7 @@ def _thumb_cell(entry: dict, kind: str) -> str:
     links = f'<a href="{_e(_url(full))}">overlay</a>'
     if plain:
         links += f' · <a href="{_e(_url(plain))}">plain</a>'
-    return (f'<td class=pic><a class=thumb data-kind="{kind}" href="{_e(_url(full))}" '
+    return (f'<td class="pic {kind}"><a class=thumb data-kind="{kind}" href="{_e(_url(full))}" '
             f'data-full="{_e(_url(full))}" data-plain="{_e(_url(plain))}" title="hover: without overlay; '
             f'click: viewer">'
             f'<img class=ov src="{_e(_url(thumb))}" data-thumb="{_e(_url(thumb))}" data-big="{_e(_url(full))}" '
@@ -238,7 +246,7 @@ def _review_cell(review_key: str) -> str:
             f'<input class=note type=text aria-label="review note" placeholder="note" size=10></td>')
 
 
-def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
+def _row(entry: dict, order: int, with_analysis: bool = False, with_session: bool = True) -> str:
     stats = entry.get("stats") or {}
     flags = list(entry.get("flags") or [])
     subject = entry.get("subject") or ""
@@ -254,6 +262,10 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
     edges = stats.get("cord_fov_edges") or []
     if edges and "cord-at-fov-edge" in flags:
         flag_html += f' <span class=small>({_e("/".join(edges))})</span>'
+    flag_html += checks_line(entry.get("checks") or {})
+    rank = triage_rank(entry, FLAG_SEVERITY)
+    if rank == 0:
+        flag_html = '<div class="flag bad unusable">likely unusable</div>' + flag_html
     model = entry.get("model_tag") or ""
     created = entry.get("created") or ""
     review_key = f"{entry.get('id')}@{created}"
@@ -272,16 +284,18 @@ def _row(entry: dict, order: int, with_analysis: bool = False) -> str:
         f'<td class=num data-sort="{_e(stats.get("lesion_count"))}">{_num(stats.get("lesion_count"))}</td>',
         f'<td class=num data-sort="{_e(stats.get("lesion_volume_mm3"))}" title="{_e(vol_title)}">'
         f'{"0" if stats.get("lesion_count") == 0 else _num(stats.get("lesion_volume_mm3"))}</td>',
-        f'<td data-sort="{len(flags)} {_e(" ".join(flags))}">{flag_html}</td>',
+        f'<td class=flags data-sort="{3 - rank} {len(flags):02d} {_e(" ".join(flags))}">{flag_html}</td>',
         _review_cell(review_key),
     ]
     if with_analysis:
         cells[9:9] = report_analysis.cells(entry)
+    if not with_session:
+        del cells[1]
     data = {"order": order, "id": entry.get("id"), "flags": " ".join(flags), "dataset": dataset,
             "subject": subject, "session": entry.get("session"), "file": entry.get("file"), "model": model,
             "lesions": stats.get("lesion_count"), "lesion-volume": stats.get("lesion_volume_mm3"),
             "path": entry.get("image_path"), "task": entry.get("task"), "created": created,
-            "demo": "1" if entry.get("model_demo") else "", "command": entry.get("command")}
+            "demo": "1" if entry.get("model_demo") else "", "command": entry.get("command"), "rank": rank}
     attrs = " ".join(f'data-{k}="{_e(v)}"' for k, v in data.items())
     return f"<tr class=\"scan{' demo' if entry.get('model_demo') else ''}\" {attrs}>" + "".join(cells) + "</tr>"
 
@@ -320,7 +334,7 @@ def _titles(entries: List[dict]) -> Dict[str, str]:
     return json.loads(seen.pop()) if len(seen) == 1 else {"cord": "cord", "lesion": "lesion"}
 
 
-def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]:
+def _columns(titles: Dict[str, str], with_analysis: bool = False, with_session: bool = True) -> List[tuple]:
     cord, lesion = titles["cord"], titles["lesion"]
     names = {"cord_volume": (f"{cord.capitalize()} mm³", f"{cord} volume ({lesion} included)"),
              "lesion_count": (f"{lesion.capitalize()}s", f"number of {lesion}s (3-D connected components, "
@@ -329,6 +343,8 @@ def _columns(titles: Dict[str, str], with_analysis: bool = False) -> List[tuple]
     cols = [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
     if with_analysis:
         cols[9:9] = report_analysis.COLUMNS
+    if not with_session:  # no scan has a session: no column of dashes
+        del cols[1]
     return cols
 
 
@@ -362,9 +378,12 @@ def render_html(entries: List[dict], title: str = "SCIseg quality control") -> s
     """The whole page for ``entries`` (no external resource: CSS and JavaScript inline)."""
     titles = _titles(entries)
     with_analysis = any(e.get("analysis") for e in entries)
+    with_session = any(e.get("session") for e in entries)
     heads = "".join(f'<th data-key="{k}" data-type="{t}" title="{_e(tip)}" scope=col>{_e(h)}</th>'
-                    for k, h, t, tip in _columns(titles, with_analysis))
-    rows = "\n".join(_row(e, i, with_analysis) for i, e in enumerate(entries))
+                    for k, h, t, tip in _columns(titles, with_analysis, with_session))
+    # flagged first, stable otherwise; data-order keeps the entries' order for the export
+    shown = sorted(enumerate(entries), key=lambda ie: triage_rank(ie[1], FLAG_SEVERITY))
+    rows = "\n".join(_row(e, i, with_analysis, with_session) for i, e in shown)
     legend_flags = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in FLAG_DESCRIPTIONS.items())
     generated = _dt.datetime.now().astimezone().isoformat(timespec="seconds").replace("T", " ")
     return f"""<!DOCTYPE html>

@@ -100,6 +100,18 @@ def read_only_note(models_dir: PathLike) -> Optional[str]:
             f"(set {ENV_MODELS_DIR} to choose another folder)")
 
 
+def known_models_dirs() -> List[Path]:
+    """Every models folder a run may use without -models-dir: ``$SCISEG_MODELS_DIR``, SCT's
+    data/deepseg_models, the user data folder (those that exist, without repeats)."""
+    import platformdirs
+    found: List[Path] = []
+    for d in (get(ENV_MODELS_DIR), sct_models_dir(),
+              Path(platformdirs.user_data_dir("sct_task_sciseg", appauthor=False)) / "models"):
+        if d and Path(d).expanduser().is_dir() and Path(d).expanduser().resolve() not in {f.resolve() for f in found}:
+            found.append(Path(d).expanduser())
+    return found
+
+
 def task_dir(task, models_dir: Optional[PathLike] = None) -> Path:
     return resolve_models_dir(models_dir) / task.name
 
