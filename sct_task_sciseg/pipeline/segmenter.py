@@ -61,12 +61,13 @@ class Segmenter:
                  test_time_aug: Optional[bool] = None, folds: Optional[Sequence[int]] = None,
                  checkpoint: Optional[str] = None, postprocessing: Optional[PostProcessing] = None,
                  quiet: bool = False, precision: str = "auto", backend: str = "auto", crop: Optional[str] = None,
-                 tiles: Optional[str] = None, fast: bool = False, soft: bool = False):
+                 tiles: Optional[str] = None, fast: bool = False, soft: bool = False, confidence: bool = False):
         self.config = SegmenterConfig(
             task=task, tag=tag, model_folder=model_folder, models_dir=models_dir, device=device, threads=threads,
             tile_step_size=tile_step_size, test_time_aug=test_time_aug,
             folds=folds, checkpoint=checkpoint, postprocessing=postprocessing,
-            quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast, soft=soft)
+            quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast, soft=soft,
+            confidence=confidence)
         from ..inference.runtime import require_runtime
         require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
