@@ -9,9 +9,10 @@ from ..tasks import Task, resolve_task
 from .postprocess import PostProcessing
 
 #: Region of interest used by default: every tile of nnU-Net's own grid (skipping all-air tiles changes the
-#: masks wherever a model predicts anything in air; see benchmarks/README.md). -fast crops to the body.
+#: masks wherever a model predicts anything in air; see benchmarks/README.md). -fast skips all-air tiles; the
+#: body crop and large tiles change the masks in the body too, so only their own flags turn them on.
 DEFAULT_CROP = "none"
-FAST_CROP = "body"
+FAST_CROP = "tiles"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class SegmenterConfig:
             verbose=False,
             precision=self.precision, backend=self.backend, fast=self.fast,
             crop=self.crop or (FAST_CROP if self.fast else DEFAULT_CROP),
-            tiles=self.tiles or ("large" if self.fast else "patch"),
+            tiles=self.tiles or "patch",
         )
 
     def with_(self, **changes) -> "SegmenterConfig":
