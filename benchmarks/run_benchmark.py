@@ -288,7 +288,10 @@ class Bench:
 
     def warm_up(self) -> None:
         log("first runs: one-time network export (OpenVINO IR, ONNX) into the cache")
-        for mode, flags in (("default", []), ("onnxruntime", LEVERS["onnxruntime"][0])):
+        engines = [("fast", MODES["fast"][0])]
+        if "sagittal-levers" not in self.a.skip:
+            engines.append(("onnxruntime", LEVERS["onnxruntime"][0]))
+        for mode, flags in engines:
             self.run_sciseg("t2_fake_lesion", [self.inputs["t2_fake_lesion"]], f"{mode} first run (export)",
                             flags, out_name="warm")
 
