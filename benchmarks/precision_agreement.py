@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision_agreement.md"))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--modes", nargs="+", default=list(MODES), help="modes to compare with exact (default: all)")
     args = ap.parse_args()
     import torch
     from sct_task_sciseg.inference.settings import cpu_flags, native_bf16
@@ -69,7 +70,7 @@ def main() -> None:
     from sct_task_sciseg.tasks import SCISEG
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    modes = {k: v for k, v in MODES.items() if native_bf16() or "bf16" not in k}
+    modes = {k: v for k, v in MODES.items() if (native_bf16() or "bf16" not in k) and (k == EXACT or k in args.modes)}
     names = [n for n in modes if n != EXACT]
     labels: Dict[tuple, np.ndarray] = {}
     rows: Dict[int, List[dict]] = {t: [] for t in args.threads}
