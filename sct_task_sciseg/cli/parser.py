@@ -166,16 +166,20 @@ def _inference(p: argparse.ArgumentParser) -> None:
                           "fp32 logits differ from PyTorch's and between 1 and 2 threads (see -fast)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
                      help="region of interest (expert): none (default, -fast too) runs every tile of nnU-Net's "
-                          "grid; tiles skips tiles that hold only air (masks change where the model predicts in the air: cord Dice 0.893 vs exact on an axial neck volume where the model predicts specks in air); "
-                          "body crops to the body's bounding box, normalisation still over the whole image "
-                          "(cord Dice down to 0.945, lesion 0.92)")
+                          "grid; tiles skips tiles that hold only air (masks change where the model predicts in "
+                          "the air: cord Dice 0.893 vs exact on an axial neck volume); body crops to the body's "
+                          "bounding box, normalisation still over the whole image (cord Dice down to 0.945, "
+                          "lesion 0.92)")
     inf.add_argument("-fast", action="store_true",
                      help="screening mode: the network through OpenVINO (fp32; bf16 on CPUs with native bf16), "
-                          "every tile of nnU-Net's grid; 1.5-1.8x faster than the default on 2-core CPUs (fp32). Masks differ from the default's: cord Dice >= 0.9997 against exact mode on the shared and benchmark volumes, and they change with the thread count "
+                          "every tile of nnU-Net's grid; 1.5-1.8x faster than the default on 2-core CPUs (fp32). "
+                          "Masks differ: cord Dice >= 0.9997 against exact mode on the shared and benchmark "
+                          "volumes, and they change with the thread count "
                           "(benchmarks/results/precision_agreement.md)")
     inf.add_argument("-tiles", default=None, choices=("patch", "large"),
                      help="tile size (expert): patch (default, -fast too) is nnU-Net's; large fits tiles to the "
-                          "image, up to 3 training patches (fewer passes; masks change: cord Dice 0.045-0.96 vs exact)")
+                          "image, up to 3 training patches (fewer passes; masks change: cord Dice 0.045-0.96 vs "
+                          "exact)")
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
