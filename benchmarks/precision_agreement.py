@@ -43,13 +43,13 @@ def inputs(work: Path) -> Dict[str, Path]:
     out = {name: DATA / rel for name, rel in (("t2_fake_lesion", "t2/t2_fake_lesion.nii.gz"), ("t2", "t2/t2.nii.gz"),
                                               ("t1w", "t1/t1w.nii.gz"), ("t2s", "t2s/t2s.nii.gz"),
                                               ("mt1", "mt/mt1.nii.gz"))}
-    for kind in ("sagittal", "axial"):
-        out[f"neck {kind}"] = make_neck(work / f"neck_{kind}.nii.gz", kind)
     for seed in range(4):
         img, _ = make_phantom(seed)
         path = work / f"phantom_{seed}.nii.gz"
         nib.save(img, str(path))
         out[f"phantom seed {seed}"] = path
+    for kind in ("sagittal", "axial"):
+        out[f"neck {kind}"] = make_neck(work / f"neck_{kind}.nii.gz", kind)
     return out
 
 
@@ -62,7 +62,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision_agreement.md"))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--modes", nargs="+", default=list(MODES), help="modes to compare with exact (default: all)")
+    ap.add_argument("--modes", nargs="+", default=[m.lstrip("-") for m in MODES],
+                    help="modes to compare with exact, without their leading dash (default: all)")
+    ap.add_argument("--labels", help="also save every label map here (labels_<threads>.npz)")
     args = ap.parse_args()
     import torch
     from sct_task_sciseg.inference.settings import cpu_flags, native_bf16
@@ -70,7 +72,7 @@ def main() -> None:
     from sct_task_sciseg.tasks import SCISEG
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    modes = {k: v for k, v in MODES.items() if (native_bf16() or "bf16" not in k) and (k == EXACT or k in args.modes)}
+    modes = {k: v for k, v in MODES.items() if (native_bf16() or "bf16" not in k) and (k == EXACT or k.lstrip("-") in args.modes)}
     names = [n for n in modes if n != EXACT]
     labels: Dict[tuple, np.ndarray] = {}
     rows: Dict[int, List[dict]] = {t: [] for t in args.threads}
@@ -95,6 +97,10 @@ def main() -> None:
                                  "lesion_dice": dice(got == 2, lesion) if lesion.sum() >= MIN_LESION else None}
                 rows[threads].append(row)
                 print(json.dumps({"threads": threads, **row}), flush=True)
+            if args.labels:
+                Path(args.labels).mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(Path(args.labels) / f"labels_{threads}.npz", **{
+                    f"{label}|{name}": labels[(threads, label, name)] for label in paths for name in modes})
     lines = ["# Mask agreement with the exact mode (phantom-trained model)", "",
              f"CPU: {cpu}; native bf16: {native_bf16()}; avx512f: {'avx512f' in cpu_flags()}. Cells: differing "
              "cord voxels / differing lesion voxels, cord Dice (lesion Dice where the exact lesion has ≥ "
