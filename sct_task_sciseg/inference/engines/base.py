@@ -62,10 +62,17 @@ class NetworkEngine(torch.nn.Module):
         return self.forward_seconds, self.forward_calls, self.compile_seconds
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 def _pointwise_forward(self: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """A 1×1×1 convolution through oneDNN at every thread count (see :func:`same_kernels_at_any_thread_count`)."""
     if (x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() == 1
-            and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
+            and not _cpu_autocast() and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled):
         return torch.mkldnn_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride,
                                         self.dilation, self.groups)
