@@ -81,7 +81,7 @@ class PredictorSettings:
     backend: str = "auto"  # auto | torch | openvino | onnxruntime
     crop: str = "none"  # none | tiles | body
     tiles: str = "patch"  # patch | large
-    fast: bool = False  # -fast: OpenVINO (bf16 on CPUs that compute it natively), all-air tiles skipped
+    fast: bool = False  # -fast: OpenVINO on every tile (bf16 on CPUs that compute it natively)
 
 
 @dataclass
@@ -187,7 +187,7 @@ def resolve(settings: PredictorSettings) -> Resolved:
     backend = settings.backend
     if backend == "auto":
         backend = "torch"
-        if device.type == "cpu" and (settings.fast or precision == "bf16"):
+        if device.type == "cpu" and precision in ("fp32", "bf16") and (settings.fast or precision == "bf16"):
             if module_available("openvino"):
                 backend = "openvino"
             else:
