@@ -2,7 +2,8 @@
 trained phantom model, on the shared volumes, the benchmark's neck volumes and synthetic phantoms, at each of
 the thread counts given (torch and the engines both set to it).
 
-    python benchmarks/precision_agreement.py [--threads 1 2] [--out benchmarks/results/precision_agreement.md]
+    python benchmarks/precision_agreement.py [--threads 1 2] [--modes default fast] [--labels DIR]
+                                             [--out benchmarks/results/precision_agreement.md]
 
 Cells: differing cord voxels (label ≥ 1) / differing lesion voxels (label 2), and cord Dice. The last table says,
 per mode, whether its masks are the same voxels at every thread count given.
@@ -72,7 +73,8 @@ def main() -> None:
     from sct_task_sciseg.tasks import SCISEG
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    modes = {k: v for k, v in MODES.items() if (native_bf16() or "bf16" not in k) and (k == EXACT or k.lstrip("-") in args.modes)}
+    modes = {k: v for k, v in MODES.items()
+             if (native_bf16() or "bf16" not in k) and (k == EXACT or k.lstrip("-") in args.modes)}
     names = [n for n in modes if n != EXACT]
     labels: Dict[tuple, np.ndarray] = {}
     rows: Dict[int, List[dict]] = {t: [] for t in args.threads}
