@@ -172,7 +172,7 @@ def _inference(p: argparse.ArgumentParser) -> None:
                           "lesion 0.92)")
     inf.add_argument("-fast", action="store_true",
                      help="screening mode: the network through OpenVINO (fp32; bf16 on CPUs with native bf16), "
-                          "every tile of nnU-Net's grid; 1.5-1.9x faster than the default on 2-core CPUs (fp32). "
+                          "every tile of nnU-Net's grid; 1.5-2.1x faster than the default on 2-core CPUs (fp32). "
                           "Masks differ: cord Dice >= 0.9997 against exact mode on the shared and benchmark "
                           "volumes, and they change with the thread count "
                           "(benchmarks/results/precision_agreement.md)")
