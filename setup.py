@@ -43,7 +43,7 @@ setup(
             "torch>=2.0",
         ],
         "test": ["pytest>=7"],
-        # OpenVINO runs the network about 2x faster than PyTorch on CPUs without native bf16 (see README)
+        # OpenVINO: the -fast engine, 1.5-1.8x faster than PyTorch fp32 on 2-core CPUs (see README)
         "fast": ["openvino>=2023.1", "onnx>=1.14"],
         # -scheduler local|tcp://|tls://|slurm (Client.register_plugin; bokeh serves the dashboard;
         # cryptography makes each SLURM run's TLS certificates); bounds tested

@@ -176,23 +176,32 @@ def _inference(p: argparse.ArgumentParser) -> None:
                      help="CPU threads for the network, 1 to the number of CPUs (default: all cores); with "
                           "-scheduler: threads per worker")
     inf.add_argument("-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                     help="network precision. auto (default): fp32 on every CPU, through OpenVINO when installed "
-                          "(0 voxels differ from fp32 on the 10 benchmark inputs; tests bound it at 0.02%% of the "
-                          "cord), nnU-Net's own fp16 autocast on CUDA (as SCT). fp32: exact mode, nnU-Net's own "
-                          "PyTorch path, masks identical to sct_deepseg. bf16: CPUs with native bf16; changes "
-                          "0-1.0%% of the cord's voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x "
-                          "slower, a warning says so)")
+                     help="network precision. auto (default) on the CPU: fp32 through nnU-Net's own PyTorch path, "
+                          "the masks of sct_deepseg, the same bits at any -threads and on one-thread cluster "
+                          "workers; on CUDA nnU-Net's own fp16 autocast (as SCT). fp32: the same exact mode, "
+                          "explicitly. bf16: CPUs with native bf16 (through OpenVINO); changes 0-1.0%% of the "
+                          "cord's voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x slower, a "
+                          "warning says so)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
-                     help="network engine (default auto: OpenVINO on CPU when installed, unless -precision fp32)")
+                     help="network engine. auto (default): PyTorch (nnU-Net's own path); OpenVINO with -fast or "
+                          "-precision bf16 when installed. openvino, onnxruntime: the exported network, whose "
+                          "fp32 logits differ from PyTorch's and between 1 and 2 threads (see -fast)")
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
-                     help="region of interest: none (default) runs every tile of nnU-Net's grid; tiles skips "
-                          "tiles that hold only air; body crops to the body's bounding box (normalisation "
-                          "still over the whole image)")
+                     help="region of interest (expert): none (default, -fast too) runs every tile of nnU-Net's "
+                          "grid; tiles skips tiles that hold only air (masks change where the model predicts in "
+                          "the air: cord Dice 0.893 vs exact on an axial neck volume); body crops to the body's "
+                          "bounding box, normalisation still over the whole image (cord Dice down to 0.945, "
+                          "lesion 0.92)")
     inf.add_argument("-fast", action="store_true",
-                     help="screening mode: body crop, large tiles and bf16 on CPUs with native bf16; several "
-                          "times faster than the default, masks differ (4-50%% of the cord's voxels with the demo "
-                          "model: benchmarks/results/precision_agreement.md)")
-    inf.add_argument("-tiles", default=None, choices=("patch", "large"), help=argparse.SUPPRESS)
+                     help="screening mode: the network through OpenVINO (fp32; bf16 on CPUs with native bf16), "
+                          "every tile of nnU-Net's grid; 1.5-2.1x faster than the default on 2-core CPUs (fp32). "
+                          "Masks differ: cord Dice >= 0.9997 against exact mode on the shared and benchmark "
+                          "volumes, and they change with the thread count "
+                          "(benchmarks/results/precision_agreement.md)")
+    inf.add_argument("-tiles", default=None, choices=("patch", "large"),
+                     help="tile size (expert): patch (default, -fast too) is nnU-Net's; large fits tiles to the "
+                          "image, up to 3 training patches (fewer passes; masks change: cord Dice 0.045-0.96 vs "
+                          "exact)")
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")

@@ -1,17 +1,18 @@
 """Predictor settings and what ``auto`` becomes on this machine (device, precision, backend, threads).
 
-- ``precision``: ``fp32`` is nnU-Net's own PyTorch path, voxel-identical to ``sct_deepseg``; ``bf16``/``fp16``
-  run the network under autocast and change masks, so they run only when asked for; ``auto`` is fp32 on the
-  CPU (SCT's arithmetic, on every CPU) and nnU-Net's own fp16 autocast on CUDA (what SCT does there); with
-  ``fast`` it is bf16 on CPUs that compute bf16 natively (avx512_bf16/amx_bf16).
-- ``backend``: ``torch``, or the same network exported to OpenVINO or ONNX Runtime (CPU). ``auto`` = OpenVINO
-  when it is installed and the device is a CPU, unless ``precision`` is explicitly ``fp32`` (exact mode);
-  without OpenVINO, PyTorch on the CPU runs in the channels_last_3d layout outside exact mode.
+- ``precision``: ``fp32`` is nnU-Net's own PyTorch path, voxel-identical to ``sct_deepseg`` and bit-identical
+  at every thread count; ``bf16``/``fp16`` run the network in lower precision and change masks, so they run
+  only when asked for; ``auto`` is fp32 on the CPU and nnU-Net's own fp16 autocast on CUDA (what SCT does
+  there); with ``fast`` it is bf16 on CPUs that compute bf16 natively (avx512_bf16/amx_bf16).
+- ``backend``: ``torch``, or the same network exported to OpenVINO or ONNX Runtime (CPU). ``auto`` = PyTorch
+  (the default gives SCT's masks at every thread count; no exported engine does: OpenVINO's fp32 logits
+  differ from PyTorch's and between one and two threads), OpenVINO with ``fast`` or ``-precision bf16`` when
+  it is installed; ``fast`` without OpenVINO runs PyTorch in the channels_last_3d layout.
 - ``crop``: ``body`` crops nnU-Net's preprocessed (already z-scored over the whole volume) image to the body's
   bounding box and skips tiles that hold only air; ``tiles`` keeps nnU-Net's tile grid and only skips all-air
   tiles; ``none`` runs every tile.
-- ``tiles``: ``patch`` (nnU-Net's tiles) or ``large`` (the -fast mode: tiles fitted to the image, up to 3× the
-  training patch, so fewer and less padded forward passes).
+- ``tiles``: ``patch`` (nnU-Net's tiles) or ``large`` (tiles fitted to the image, up to 3× the training patch,
+  so fewer and less padded forward passes; changes masks).
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class PredictorSettings:
     backend: str = "auto"  # auto | torch | openvino | onnxruntime
     crop: str = "none"  # none | tiles | body
     tiles: str = "patch"  # patch | large
-    fast: bool = False  # -fast: mask-changing levers allowed (bf16 on CPUs that compute it natively)
+    fast: bool = False  # -fast: OpenVINO on every tile (bf16 on CPUs that compute it natively)
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Resolved:
     tiles: str
     threads: int
     notes: List[str] = field(default_factory=list)
-    channels_last: bool = False  # PyTorch on CPU outside exact mode: channels_last_3d layout (oneDNN)
+    channels_last: bool = False  # -fast without OpenVINO: PyTorch in the channels_last_3d layout (oneDNN)
 
     def as_dict(self) -> dict:
         return {"device": self.device, "precision": self.precision, "backend": self.backend, "crop": self.crop,
@@ -166,17 +167,17 @@ def resolve(settings: PredictorSettings) -> Resolved:
     backend = settings.backend
     if backend == "auto":
         backend = "torch"
-        if device.type == "cpu" and settings.precision != "fp32" and precision in ("fp32", "bf16"):
+        if device.type == "cpu" and precision in ("fp32", "bf16") and (settings.fast or precision == "bf16"):
             if module_available("openvino"):
                 backend = "openvino"
             else:
-                notes.append("OpenVINO is not installed: using PyTorch (pip install openvino for ~2x on CPU)")
+                notes.append("OpenVINO is not installed: -fast runs PyTorch (pip install openvino for ~1.6x)")
     if backend in ("openvino", "onnxruntime") and device.type != "cpu":
         raise SettingError(f"backend {backend} runs on the CPU only (device is {device.type})")
     if backend == "onnxruntime" and precision != "fp32":
         raise SettingError("backend onnxruntime supports precision fp32 only")
     if backend in ("openvino", "onnxruntime") and not module_available(backend):
         raise ModelError(f"backend {backend}: the Python package {backend!r} is not installed")
-    channels_last = (backend == "torch" and device.type == "cpu" and settings.precision != "fp32"
+    channels_last = (backend == "torch" and settings.backend == "auto" and device.type == "cpu" and settings.fast
                      and precision == "fp32")
     return Resolved(device.type, precision, backend, settings.crop, settings.tiles, threads, notes, channels_last)

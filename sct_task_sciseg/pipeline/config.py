@@ -8,10 +8,10 @@ from ..inference.settings import PredictorSettings, check_folds, check_threads, 
 from ..tasks import Task, resolve_task
 from .postprocess import PostProcessing
 
-#: Region of interest used by default: every tile of nnU-Net's own grid (skipping all-air tiles changes the
-#: masks wherever a model predicts anything in air; see benchmarks/README.md). -fast crops to the body.
+#: Region of interest, -fast included: every tile of nnU-Net's own grid (skipping all-air tiles changes the
+#: masks wherever a model predicts anything in air, the body crop and large tiles change them in the body
+#: too; benchmarks/results/precision_agreement.md). Only their own flags (-crop, -tiles) turn them on.
 DEFAULT_CROP = "none"
-FAST_CROP = "body"
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ class SegmenterConfig:
             checkpoints=(self.checkpoint,) if self.checkpoint else d.checkpoints,
             verbose=False,
             precision=self.precision, backend=self.backend, fast=self.fast,
-            crop=self.crop or (FAST_CROP if self.fast else DEFAULT_CROP),
-            tiles=self.tiles or ("large" if self.fast else "patch"),
+            crop=self.crop or DEFAULT_CROP,
+            tiles=self.tiles or "patch",
         )
 
     def with_(self, **changes) -> "SegmenterConfig":
