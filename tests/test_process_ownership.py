@@ -100,9 +100,9 @@ def test_warnings_go_through_the_package_logger(caplog, monkeypatch):
 
 #: Core modules that write to the terminal on purpose: progress bars and batch lines (owned by the batch), an
 #: install's progress lines (``quiet`` turns them off), the commands of the QC report and of the configuration
-#: table, and the logger's console stream.
-PRINTS_ALLOWED = {"batch/progress.py", "batch/runner.py", "weights/store.py", "qc/report.py", "environment.py",
-                  "log.py"}
+#: table, the QC folder's warning for a malformed entry, and the logger's console stream.
+PRINTS_ALLOWED = {"batch/progress.py", "batch/runner.py", "weights/store.py", "qc/report.py", "qc/folder.py",
+                  "environment.py", "log.py"}
 ADAPTERS = ("cli/", "sct/", "demo/", "sct_hook.py", "sct_startup/", "__main__.py")
 
 

@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from sct_task_sciseg import qc
+from sct_task_sciseg.qc import folder as qc_folder
 from sct_task_sciseg.qc import report as qc_report
+from sct_task_sciseg.qc import rows as qc_rows
 
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
 T2 = DATA / "t2"
@@ -280,15 +282,15 @@ def test_model_note_marks_demo_models_by_release_and_hash():
 
 
 def test_read_participants_controls(tmp_path):
-    assert qc_report.read_participants_controls(tmp_path) == set()
+    assert qc_folder.read_participants_controls(tmp_path) == set()
     (tmp_path / "participants.tsv").write_text(
         "participant_id\tsex\tpathology\n sub-01\tM\tHC\nsub-02\tF\tSCI\nsub-03\tF\tHealthy Control\n"
         "sub-04\tM\tDCM\n")
-    assert qc_report.read_participants_controls(tmp_path) == {"sub-01", "sub-03"}
+    assert qc_folder.read_participants_controls(tmp_path) == {"sub-01", "sub-03"}
     (tmp_path / "participants.tsv").write_text("participant_id\tGroup\nsub-a\tpatient\nsub-b\tcontrol\n")
-    assert qc_report.read_participants_controls(tmp_path) == {"sub-b"}
+    assert qc_folder.read_participants_controls(tmp_path) == {"sub-b"}
     (tmp_path / "participants.tsv").write_text("participant_id\tage\nsub-a\t30\n")
-    assert qc_report.read_participants_controls(tmp_path) == set()
+    assert qc_folder.read_participants_controls(tmp_path) == set()
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -361,7 +363,7 @@ def report(tmp_path_factory):
 
 
 def test_report_three_scans(report):
-    entries = qc_report.load_entries(report)
+    entries = qc_folder.load_entries(report)
     assert [e["subject"] for e in entries] == ["sub-01", "sub-02", "sub-03"]
     by = {e["subject"]: e for e in entries}
     assert by["sub-01"]["dataset"] == "demo" and by["sub-01"]["is_control"] is False
@@ -384,7 +386,7 @@ def test_report_three_scans(report):
     assert [r["data-order"] for r in page.rows] == ["1", "0", "2"]  # export order: dataset, subject, ...
     assert page.body["data-rows"] == "3"
     assert [r["data-demo"] for r in page.rows] == ["", "", "1"] and page.rows[2]["class"] == "scan demo"
-    assert text.count(qc_report.DEMO_MARK) == 2  # the row's mark and the count in the toolbar
+    assert text.count(qc_rows.DEMO_MARK) == 2  # the row's mark and the count in the toolbar
     assert "1 made with a demo model" in text
     assert html.escape(by["sub-01"]["command"]) in text and "<dt>remove_small</dt>" in text
     # self-contained: relative picture paths that exist, nothing fetched from elsewhere
@@ -418,7 +420,7 @@ def test_parallel_writers_never_lose_a_row(tmp_path):
         with ctx.Pool(n) as pool:
             done = pool.map(_write_entries, [(tmp_path, i, barrier) for i in range(n)])
     assert sorted(done) == list(range(n))
-    entries = qc_report.load_entries(tmp_path)
+    entries = qc_folder.load_entries(tmp_path)
     assert len(entries) == n and all(e["round"] == 1 for e in entries)
     page = parse((tmp_path / "index.html").read_text())
     assert sorted(r["data-id"] for r in page.rows) == [f"scan-{i:02d}" for i in range(n)]
@@ -610,7 +612,7 @@ def test_reviews_round_trip_in_headless_chromium(report, tmp_path):
         assert b.js(STATE) == rated
         first = _export(b, downloads)
         table = list(csv.DictReader(io.StringIO(first)))
-        entries = {e["subject"]: e for e in qc_report.load_entries(report)}
+        entries = {e["subject"]: e for e in qc_folder.load_entries(report)}
         assert [(r["subject"], r["review"], r["note"]) for r in table] == [(s, v, n) for s, (v, n) in REVIEWS.items()]
         assert [r["id"] for r in table] == [entries[s]["id"] for s in REVIEWS]
         assert [r["image_path"] for r in table] == [entries[s]["image_path"] for s in REVIEWS]

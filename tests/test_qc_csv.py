@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sct_task_sciseg import qc
-from sct_task_sciseg.qc import report as qc_report
+from sct_task_sciseg.qc import folder as qc_folder
 from sct_task_sciseg.demo.phantom import make_phantom
 from test_qc import CHROMIUM_FLAGS, READY, STATE, _chromium, _export, _import, _rate
 
@@ -103,7 +103,7 @@ def test_prototype_named_ids_import_nothing_and_say_so(browser, tmp_path):
     ('id,review\nx,pass,extra,cells\n', "more cells than the header (line 2)"),
 ])
 def test_malformed_quoting_gives_one_message_and_imports_nothing(browser, tmp_path, report, text, problem):
-    first = qc_report.load_entries(report)[0]["id"]  # a real row: a partial import would rate it
+    first = qc_folder.load_entries(report)[0]["id"]  # a real row: a partial import would rate it
     (tmp_path / "m.csv").write_text(text.replace("x,", f"{first},"))
     before = browser.js(STATE)
     got = _import(browser, tmp_path / "m.csv")

@@ -16,7 +16,8 @@ canonical (RAS) orientation, so any input orientation gives the same pictures. N
 
 Modules: :mod:`.geometry` (canonical scan, centreline, components), :mod:`.stats` (numbers and flags),
 :mod:`.panels` (layout), :mod:`.draw` (pixels), :mod:`.pictures` (the PNG files), :mod:`.entry` (``-qc DIR``
-for one scan), :mod:`.report` (the index page).
+for one scan), :mod:`.folder` (the QC folder's entries), :mod:`.rows` and
+:mod:`.report` (the index page).
 """
 from .entry import write_qc
 from .geometry import DEFAULT_ROLES, Roles, canonical_scan, cord_centreline, lesion_components

@@ -16,7 +16,7 @@ from .. import __version__
 from ..io.bids import dataset_name
 from ..io.naming import strip_nifti_suffix
 from ..tasks import get_task
-from . import report
+from . import folder, report
 from .geometry import DEFAULT_ROLES, Roles
 from .pictures import render_qc
 from .plausibility import scan_checks
@@ -62,9 +62,9 @@ class ScanContext:
         """Whether ``participants.tsv`` lists the subject as a healthy control (None: not known)."""
         if self.bids_root is None:
             return None
-        controls = {report.normalise_subject(c) for c in report.read_participants_controls(Path(self.bids_root))}
+        controls = {folder.normalise_subject(c) for c in folder.read_participants_controls(Path(self.bids_root))}
         if controls and self.subject is not None:
-            return report.normalise_subject(self.subject) in controls
+            return folder.normalise_subject(self.subject) in controls
         return None
 
 
@@ -107,7 +107,7 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
 
     * pictures: ``DIR/pictures/<entry id>/<stem>_{sagittal,axial}[_plain][_thumb].png`` (:func:`render_qc`);
     * numbers and flags: :func:`lesion_stats`, plus ``lesion-in-control`` when the subject is a healthy control
-      in ``participants.tsv`` (:func:`sct_task_sciseg.qc.report.read_participants_controls`);
+      in ``participants.tsv`` (:func:`sct_task_sciseg.qc.folder.read_participants_controls`);
     * ``DIR/entries/<entry id>.json`` written atomically, then ``DIR/index.html`` re-rendered under a file lock
       (:func:`sct_task_sciseg.qc.report.add_qc_entry`), so parallel runs can share one ``DIR``.
 
@@ -134,7 +134,7 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     flags = list(checks.get("flags", ()))
     if is_control and stats["lesion_count"] > 0:
         flags.append("lesion-in-control")
-    entry_id = report.entry_id(ctx.dataset, ctx.subject, ctx.session, stem, task_name, model_tag)
+    entry_id = folder.entry_id(ctx.dataset, ctx.subject, ctx.session, stem, task_name, model_tag)
     title = " / ".join(x for x in (ctx.dataset, ctx.subject, ctx.session, image_path.name) if x)
     t1 = time.perf_counter()
     pictures = render_qc(image, masks, qc_dir / "pictures" / entry_id, stem, title=title, roles=roles)

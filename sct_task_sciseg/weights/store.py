@@ -83,8 +83,7 @@ def find_installed(task: Task, tag: Optional[str] = None, models_dir: Optional[P
 
     Returns None when it is not installed. Raises :class:`ModelError` when it is installed but a file is
     missing or changed since install. Files whose size and mtime are unchanged are trusted unless
-    ``full_check``; the others are re-hashed.
-    """
+    ``full_check``; the others are re-hashed."""
     tag = task.release(tag).tag if tag is None or tag in {r.tag for r in task.releases} else tag
     release_dir = task_dir(task, models_dir) / tag
     marker_path = release_dir / MARKER
