@@ -103,6 +103,8 @@ def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:
     try:
         args = parser.parse_args(argv)
         check_args(parser, args)
+        if args.demo:
+            check_demo_args(parser, args)
         handler = console_handler(verbose=args.v >= 1)
         args.own_process = own_process
         if args.list_tasks:
@@ -114,8 +116,6 @@ def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:
         if not args.demo and not args.i:
             err("give an input with -i FILE (sciseg -h: every option; sciseg -demo: an offline demo)")
             return 2
-        if args.demo:
-            check_demo_args(parser, args)
         if own_process:  # restart once with huge pages for big arrays
             from ..inference.tuning import restart_tuned
             restart_tuned()
