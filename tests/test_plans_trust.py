@@ -9,13 +9,13 @@ import json
 import os
 import pydoc
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import V2, run_cli
+from model_zips import FOLDER, rezip, unpack
 from release_server import ReleaseServer
 from sct_task_sciseg.errors import InstallError, ModelError
 from sct_task_sciseg.tasks import SCISEG
@@ -24,24 +24,10 @@ from sct_task_sciseg.weights import install
 torch = pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDER = "nnUNetTrainerDA5__nnUNetPlans__3d_fullres"
 PAYLOAD = "torch.nn.modules.module.torch.os.system"
 SCT_ENVS = {"7.3": Path("/work/sct-envs/7.3/bin/python"), "6.5": Path("/work/sct-envs/6.5/bin/python")}
 DNA = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
 
-
-def unpack(release_zip: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(release_zip) as zf:
-        zf.extractall(dest)
-    return dest / FOLDER
-
-
-def rezip(folder: Path, zip_path: Path) -> Path:
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, f"{FOLDER}/{p.relative_to(folder).as_posix()}")
-    return zip_path
 
 
 def new_format(cfg: dict) -> dict:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import V2, run_cli, sct_pythons
+from model_zips import FOLDER, rezip, unpack
 from release_server import ReleaseServer
 from sct_task_sciseg.errors import InstallError, ModelError
 from sct_task_sciseg.tasks import SCISEG
@@ -24,7 +24,6 @@ from sct_task_sciseg.weights import find_installed, install
 torch = pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDER = "nnUNetTrainerDA5__nnUNetPlans__3d_fullres"
 CKPT = f"{FOLDER}/fold_1/checkpoint_final.pth"
 
 
@@ -37,19 +36,6 @@ class Payload:
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
 
-
-def unpack(release_zip: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(release_zip) as zf:
-        zf.extractall(dest)
-    return dest / FOLDER
-
-
-def rezip(folder: Path, zip_path: Path) -> Path:
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                zf.write(p, f"{FOLDER}/{p.relative_to(folder).as_posix()}")
-    return zip_path
 
 
 def edit_checkpoint(folder: Path, change) -> Path:
