@@ -14,6 +14,7 @@ from sct_task_sciseg.batch import run_batch
 from sct_task_sciseg.batch.inputs import Item, scan
 from sct_task_sciseg.qc import Roles
 from sct_task_sciseg.qc.plausibility import likely_unusable, plausibility, scan_checks
+from sct_task_sciseg.tasks import SCISEG
 
 SHARED = {"t1w": DATA / "t1" / "t1w.nii.gz", "t2": DATA / "t2" / "t2.nii.gz",
           "t2_fake_lesion": DATA / "t2" / "t2_fake_lesion.nii.gz", "t2s": DATA / "t2s" / "t2s.nii.gz"}
@@ -104,7 +105,7 @@ def test_batch_order_is_natural(tmp_path):
     img = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
     for n in (10, 2, 1, 11):
         nib.save(img, tmp_path / f"scan{n}.nii.gz")
-    assert [it.path.name for it in scan([str(tmp_path)])[0]] == [
+    assert [it.path.name for it in scan([str(tmp_path)], SCISEG)[0]] == [
         "scan1.nii.gz", "scan2.nii.gz", "scan10.nii.gz", "scan11.nii.gz"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import EMBEDDED_ZIP, T2_FAKE_LESION, needs_data
+from sct_task_sciseg.batch.inputs import bids_skipped, scan
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 from sct_task_sciseg.qc.entry import write_qc
 from sct_task_sciseg.qc.geometry import Roles
@@ -41,8 +43,8 @@ OTHER = Task(
     name="seg_tissue_spot_test",
     aliases=(),
     description="test task: tissue with spots",
-    long_description="A task whose label map differs from SCIseg's.",
-    contrasts=("t2",),
+    long_description="A task whose label map and contrast (T1w) differ from SCIseg's.",
+    contrasts=("t1",),
     citation="none",
     labels=LabelScheme(
         outputs=(Output("tissue", (3, 4), "_tissue_seg", title="tissue"),
@@ -52,6 +54,29 @@ OTHER = Task(
     base_url="http://127.0.0.1:9/none",
     dataset_labels=LABELS,
 )
+
+
+def test_bids_suffixes_come_from_the_contrasts():
+    assert SCISEG.bids_suffixes == ("_T2w",) and OTHER.bids_suffixes == ("_T1w",)
+    assert replace(OTHER, contrasts=("t2s", "t2star")).bids_suffixes == ("_T2starw",)
+    assert replace(OTHER, contrasts=("psir",), anat_suffixes=("_PSIR",)).bids_suffixes == ("_PSIR",)
+    with pytest.raises(ValueError, match="no BIDS suffix known for contrasts \\['psir'\\]"):
+        replace(OTHER, contrasts=("psir",))
+
+
+def test_bids_discovery_takes_the_task_contrast(tmp_path):
+    ds = tmp_path / "ds"
+    for sub, ses in (("sub-01", ""), ("sub-02", "ses-a")):
+        anat = ds / sub / ses / "anat"
+        anat.mkdir(parents=True)
+        for kind in ("T1w", "T2w"):
+            (anat / f"{sub}{'_' + ses if ses else ''}_{kind}.nii.gz").write_bytes(b"")
+    (ds / "sub-01" / "anat" / "sub-01_T1w_tissue_seg.nii.gz").write_bytes(b"")  # an output of OTHER: never taken
+    found = {t.name: [it.path.name for it in scan([str(ds)], t)[0]] for t in (SCISEG, OTHER)}
+    assert found == {SCISEG.name: ["sub-01_T2w.nii.gz", "sub-02_ses-a_T2w.nii.gz"],
+                     OTHER.name: ["sub-01_T1w.nii.gz", "sub-02_ses-a_T1w.nii.gz"]}
+    # skipped: the other contrast's two scans (+ OTHER's mask for SCIseg, which is not one of its outputs)
+    assert (bids_skipped(ds, SCISEG), bids_skipped(ds, OTHER)) == (3, 3)
 
 
 @pytest.fixture(scope="module")
