@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import EMBEDDED_ZIP, T2_FAKE_LESION, needs_data
+from sct_task_sciseg.batch import run_batch
 from sct_task_sciseg.batch.inputs import bids_skipped, scan
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 from sct_task_sciseg.qc.entry import write_qc
@@ -138,3 +139,24 @@ def test_qc_reads_the_scheme(other_segmenter, tmp_path):
     assert record["stats"]["lesion_voxels"] == int(result.masks["spot"].get_fdata().sum()) > 0
     pictures = sorted(p.name for p in (tmp_path / "qc").rglob("*.png"))
     assert pictures and all("sagittal" in p or "axial" in p for p in pictures)
+
+
+@needs_data
+def test_bids_batch_with_qc_and_analysis_of_a_t1w_task(other_segmenter, segmenter, tmp_path):
+    """A BIDS dataset through a batch of the T1w task with -analyze: its T1w scan only is segmented, the
+    derivatives carry its output names, and the analysis counts its finding as SCIseg counts its lesions."""
+    anat = tmp_path / "ds" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for kind in ("T1w", "T2w"):
+        (anat / f"sub-01_{kind}.nii.gz").write_bytes(T2_FAKE_LESION.read_bytes())
+    items = scan([str(tmp_path / "ds")], OTHER)[0]
+    jobs = run_batch(other_segmenter, items, str(tmp_path / "deriv") + "/", analyze=True, verbose=0)
+    assert [(j.path.name, j.status) for j in jobs] == [("sub-01_T1w.nii.gz", "done")]
+    assert sorted(p.name for p in jobs[0].outputs.values()) == [
+        "sub-01_T1w_label-spot_seg.nii.gz", "sub-01_T1w_label-tissue_seg.nii.gz"]
+    sciseg = run_batch(segmenter, scan([str(tmp_path / "ds")], SCISEG)[0], str(tmp_path / "sci") + "/",
+                       analyze=True, verbose=0)
+    assert [j.path.name for j in sciseg] == ["sub-01_T2w.nii.gz"]
+    ours, theirs = jobs[0].analysis.summary, sciseg[0].analysis.summary
+    assert ours["lesion_count"] == theirs["lesion_count"] > 0
+    assert ours == theirs
