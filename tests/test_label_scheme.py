@@ -15,7 +15,8 @@ import pytest
 
 from conftest import EMBEDDED_ZIP, T2_FAKE_LESION, needs_data
 from sct_task_sciseg.batch import run_batch
-from sct_task_sciseg.batch.inputs import bids_skipped, scan
+from sct_task_sciseg.batch.inputs import Item, bids_skipped, scan
+from sct_task_sciseg.batch.runner import Job, unusable_warning
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 from sct_task_sciseg.qc.entry import write_qc
 from sct_task_sciseg.qc.geometry import Roles
@@ -78,6 +79,12 @@ def test_bids_discovery_takes_the_task_contrast(tmp_path):
                      OTHER.name: ["sub-01_T1w.nii.gz", "sub-02_ses-a_T1w.nii.gz"]}
     # skipped: the other contrast's two scans (+ OTHER's mask for SCIseg, which is not one of its outputs)
     assert (bids_skipped(ds, SCISEG), bids_skipped(ds, OTHER)) == (3, 3)
+
+
+def test_unusable_warning_names_the_task_contrast(tmp_path):
+    job = Job(Item(tmp_path / "sub-01_T2w.nii.gz"), status="done", checks={"flags": ["empty-cord"]})
+    assert "is this a T1w spinal-cord scan?" in unusable_warning(job, OTHER)
+    assert "is this a T2w spinal-cord scan?" in unusable_warning(job, SCISEG)
 
 
 @pytest.fixture(scope="module")
