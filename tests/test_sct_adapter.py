@@ -306,6 +306,9 @@ def test_every_installed_task_is_registered(deepseg_dir, version, monkeypatch):
     assert models.folder(other_key) == str(deepseg_dir / OTHER.name / "t1")
     assert models.TASKS[SCISEG.name]["models"] == [KEY]  # the default task as before
     assert sct.unregister(models) is True and snapshot(models) == before
+    monkeypatch.setattr(sct.hook, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER)})
+    line = sct.install_hook(site_dir=deepseg_dir / "site", require_sct=False)[0]
+    assert line.endswith(f"sct_deepseg registers {SCISEG.name}, {OTHER.name})")
     only = sct.register(models, task=OTHER)  # one given task: that task alone
     assert [m.key for m in only.models] == [other_key] and KEY not in models.MODELS
     assert models.TASKS.get(SCISEG.name) == before[1].get(SCISEG.name)  # SCT's own entry, if it has one
