@@ -43,9 +43,10 @@ def _options(model: str) -> dict:
 def run_one(kind: str, workers: int, threads: int, data: Path, out: Path, model: str) -> dict:
     """One configuration, in this (child) process."""
     from sct_task_sciseg.batch import expand, run_batch
+    from sct_task_sciseg.tasks import SCISEG
     from sct_task_sciseg.pipeline import Segmenter
 
-    items = expand([str(data)])
+    items = expand([str(data)], SCISEG)
     t0 = time.perf_counter()
     seg = Segmenter(threads=threads, **_options(model))
     if kind == "in-process":

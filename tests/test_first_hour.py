@@ -15,6 +15,9 @@ from sct_task_sciseg.batch.inputs import Item, scan
 from sct_task_sciseg.batch.runner import run_job
 from sct_task_sciseg.qc import Roles
 from sct_task_sciseg.qc.plausibility import likely_unusable, plausibility, scan_checks
+from sct_task_sciseg.tasks import SCISEG
+
+SCI_ROLES = Roles.of(SCISEG.labels)
 
 SHARED = {"t1w": DATA / "t1" / "t1w.nii.gz", "t2": DATA / "t2" / "t2.nii.gz",
           "t2_fake_lesion": DATA / "t2" / "t2_fake_lesion.nii.gz", "t2s": DATA / "t2s" / "t2s.nii.gz"}
@@ -52,18 +55,19 @@ def test_plausibility_on_synthetic_masks():
     yy, xx = np.mgrid[:40, :40]
     disk = ((yy - 20) ** 2 + (xx - 20) ** 2) * 0.25 <= 60 / np.pi  # ≈ 60 mm² at 0.5 × 0.5 mm
     cord = np.repeat(disk[:, :, None], 30, axis=2)
-    ok = plausibility({"sc": cord, "lesion": np.zeros_like(cord)}, affine, uncertain={"sc": 0.1, "lesion": 0})
+    ok = plausibility({"sc": cord, "lesion": np.zeros_like(cord)}, affine, SCI_ROLES,
+                      uncertain={"sc": 0.1, "lesion": 0})
     assert ok["flags"] == [] and 55 <= ok["csa_median_mm2"] <= 65 and ok["cord_coverage"] == 1.0
     cut = cord.copy()
     cut[:, :, 14:16] = False
-    assert plausibility({"sc": cut}, affine)["flags"] == ["cord-discontinuous"]
+    assert plausibility({"sc": cut}, affine, SCI_ROLES)["flags"] == ["cord-discontinuous"]
     thin = np.zeros_like(cord)
     thin[18:22, 18:22, :] = True  # 4 mm²
-    assert plausibility({"sc": thin}, affine)["flags"] == ["cord-csa-out-of-range"]
+    assert plausibility({"sc": thin}, affine, SCI_ROLES)["flags"] == ["cord-csa-out-of-range"]
     lesion = np.zeros_like(cord)
     for z in (2, 8, 14, 20, 26):
         lesion[20, 20, z] = True
-    found = plausibility({"sc": cord, "lesion": lesion}, affine, uncertain={"sc": 0.5, "lesion": 0.0})
+    found = plausibility({"sc": cord, "lesion": lesion}, affine, SCI_ROLES, uncertain={"sc": 0.5, "lesion": 0.0})
     assert found["flags"] == ["many-lesions", "low-confidence"] and likely_unusable(found["flags"])
     assert not likely_unusable(["cord-at-fov-edge", "low-confidence"]) and likely_unusable(["empty-cord"])
 
@@ -105,7 +109,7 @@ def test_batch_order_is_natural(tmp_path):
     img = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
     for n in (10, 2, 1, 11):
         nib.save(img, tmp_path / f"scan{n}.nii.gz")
-    assert [it.path.name for it in scan([str(tmp_path)])[0]] == [
+    assert [it.path.name for it in scan([str(tmp_path)], SCISEG)[0]] == [
         "scan1.nii.gz", "scan2.nii.gz", "scan10.nii.gz", "scan11.nii.gz"]
 
 

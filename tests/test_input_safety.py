@@ -22,6 +22,7 @@ from conftest import SCISEG_COMMAND, T2_FAKE_LESION, needs_data, run_cli
 from sct_task_sciseg.batch.inputs import expand, scan
 from sct_task_sciseg.demo.phantom import dice
 from sct_task_sciseg.errors import InputError
+from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.inference.settings import cpu_flags, fp16_cpu_warning
 from sct_task_sciseg.io.intensity import power_of_two_scale
 from sct_task_sciseg.io.nifti import load_image, read_header
@@ -206,7 +207,7 @@ def test_sigterm_is_handled_like_ctrl_c(installed_model, tmp_path):
     assert proc.returncode == 143, err
     assert "terminated" in err and len(errors(err)) == 1, err
     assert sorted(p.name for p in folder.iterdir()) == ["in.nii.gz"] and sha(src) == before
-    assert [it.path.name for it in expand([str(folder)])] == ["in.nii.gz"]
+    assert [it.path.name for it in expand([str(folder)], SCISEG)] == ["in.nii.gz"]
 
 
 def test_temporary_and_hidden_files_are_never_inputs(tmp_path):
@@ -215,13 +216,13 @@ def test_temporary_and_hidden_files_are_never_inputs(tmp_path):
     copy_input(flat / "t2.nii.gz")
     for name in (".t2_sc_seg.nii.gz.1234-abcdef01.tmp", "._t2.nii.gz", ".t2.nii.gz"):
         (flat / name).write_bytes(b"\0" * 10)
-    assert [it.path.name for it in expand([str(flat)])] == ["t2.nii.gz"]
+    assert [it.path.name for it in expand([str(flat)], SCISEG)] == ["t2.nii.gz"]
     anat = tmp_path / "ds" / "sub-01" / "anat"
     anat.mkdir(parents=True)
     copy_input(anat / "sub-01_T2w.nii.gz")
     (anat / ".sub-01_T2w.nii.gz").write_bytes(b"\0")
     (anat / "._sub-01_T2w.nii.gz").write_bytes(b"\0")
-    assert [it.path.name for it in expand([str(tmp_path / "ds")])] == ["sub-01_T2w.nii.gz"]
+    assert [it.path.name for it in expand([str(tmp_path / "ds")], SCISEG)] == ["sub-01_T2w.nii.gz"]
 
 
 def test_a_late_signal_does_not_change_the_exit_status(installed_model):
@@ -360,7 +361,7 @@ def test_unreadable_bids_subject_is_reported_and_counted(installed_model, tmp_pa
         copy_input(ds / "sub-02" / "anat" / "sub-02_T2w.nii.gz")
         (ds / "sub-02").chmod(0)
     try:
-        items, unreadable = scan([str(ds)])
+        items, unreadable = scan([str(ds)], SCISEG)
         assert [it.path.name for it in items] == ["sub-01_T2w.nii.gz"]
         assert [u.path.name for u in unreadable] == ["sub-02"]
         r = run_cli("-i", ds, "-o", f"{tmp_path / 'out'}/", env=models_env(installed_model))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import EMBEDDED_ZIP, T2_FAKE_LESION, needs_data
+from sct_task_sciseg.batch import run_batch
+from sct_task_sciseg.batch.inputs import Item, bids_skipped, scan
+from sct_task_sciseg.batch.runner import Job, unusable_warning
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 from sct_task_sciseg.qc.entry import write_qc
 from sct_task_sciseg.qc.geometry import Roles
@@ -41,8 +45,8 @@ OTHER = Task(
     name="seg_tissue_spot_test",
     aliases=(),
     description="test task: tissue with spots",
-    long_description="A task whose label map differs from SCIseg's.",
-    contrasts=("t2",),
+    long_description="A task whose label map and contrast (T1w) differ from SCIseg's.",
+    contrasts=("t1",),
     citation="none",
     labels=LabelScheme(
         outputs=(Output("tissue", (3, 4), "_tissue_seg", title="tissue"),
@@ -52,6 +56,35 @@ OTHER = Task(
     base_url="http://127.0.0.1:9/none",
     dataset_labels=LABELS,
 )
+
+
+def test_bids_suffixes_come_from_the_contrasts():
+    assert SCISEG.bids_suffixes == ("_T2w",) and OTHER.bids_suffixes == ("_T1w",)
+    assert replace(OTHER, contrasts=("t2s", "t2star")).bids_suffixes == ("_T2starw",)
+    assert replace(OTHER, contrasts=("psir",), anat_suffixes=("_PSIR",)).bids_suffixes == ("_PSIR",)
+    with pytest.raises(ValueError, match="no BIDS suffix known for contrasts \\['psir'\\]"):
+        replace(OTHER, contrasts=("psir",))
+
+
+def test_bids_discovery_takes_the_task_contrast(tmp_path):
+    ds = tmp_path / "ds"
+    for sub, ses in (("sub-01", ""), ("sub-02", "ses-a")):
+        anat = ds / sub / ses / "anat"
+        anat.mkdir(parents=True)
+        for kind in ("T1w", "T2w"):
+            (anat / f"{sub}{'_' + ses if ses else ''}_{kind}.nii.gz").write_bytes(b"")
+    (ds / "sub-01" / "anat" / "sub-01_T1w_tissue_seg.nii.gz").write_bytes(b"")  # an output of OTHER: never taken
+    found = {t.name: [it.path.name for it in scan([str(ds)], t)[0]] for t in (SCISEG, OTHER)}
+    assert found == {SCISEG.name: ["sub-01_T2w.nii.gz", "sub-02_ses-a_T2w.nii.gz"],
+                     OTHER.name: ["sub-01_T1w.nii.gz", "sub-02_ses-a_T1w.nii.gz"]}
+    # skipped: the other contrast's two scans (+ OTHER's mask for SCIseg, which is not one of its outputs)
+    assert (bids_skipped(ds, SCISEG), bids_skipped(ds, OTHER)) == (3, 3)
+
+
+def test_unusable_warning_names_the_task_contrast(tmp_path):
+    job = Job(Item(tmp_path / "sub-01_T2w.nii.gz"), status="done", checks={"flags": ["empty-cord"]})
+    assert "is this a T1w spinal-cord scan?" in unusable_warning(job, OTHER)
+    assert "is this a T2w spinal-cord scan?" in unusable_warning(job, SCISEG)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +146,24 @@ def test_qc_reads_the_scheme(other_segmenter, tmp_path):
     assert record["stats"]["lesion_voxels"] == int(result.masks["spot"].get_fdata().sum()) > 0
     pictures = sorted(p.name for p in (tmp_path / "qc").rglob("*.png"))
     assert pictures and all("sagittal" in p or "axial" in p for p in pictures)
+
+
+@needs_data
+def test_bids_batch_with_qc_and_analysis_of_a_t1w_task(other_segmenter, segmenter, tmp_path):
+    """A BIDS dataset through a batch of the T1w task with -analyze: its T1w scan only is segmented, the
+    derivatives carry its output names, and the analysis counts its finding as SCIseg counts its lesions."""
+    anat = tmp_path / "ds" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for kind in ("T1w", "T2w"):
+        (anat / f"sub-01_{kind}.nii.gz").write_bytes(T2_FAKE_LESION.read_bytes())
+    items = scan([str(tmp_path / "ds")], OTHER)[0]
+    jobs = run_batch(other_segmenter, items, str(tmp_path / "deriv") + "/", analyze=True, verbose=0)
+    assert [(j.path.name, j.status) for j in jobs] == [("sub-01_T1w.nii.gz", "done")]
+    assert sorted(p.name for p in jobs[0].outputs.values()) == [
+        "sub-01_T1w_label-spot_seg.nii.gz", "sub-01_T1w_label-tissue_seg.nii.gz"]
+    sciseg = run_batch(segmenter, scan([str(tmp_path / "ds")], SCISEG)[0], str(tmp_path / "sci") + "/",
+                       analyze=True, verbose=0)
+    assert [j.path.name for j in sciseg] == ["sub-01_T2w.nii.gz"]
+    ours, theirs = jobs[0].analysis.summary, sciseg[0].analysis.summary
+    assert ours["lesion_count"] == theirs["lesion_count"] > 0
+    assert ours == theirs

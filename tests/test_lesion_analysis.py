@@ -287,7 +287,7 @@ def test_parity_with_sct_7_3(tmp_path):
 def test_qc_bridge_picture_and_report_columns(tmp_path):
     from PIL import Image
 
-    from sct_task_sciseg.qc import write_qc
+    from sct_task_sciseg.qc import Roles, write_qc
     from sct_task_sciseg.qc.bridges import DORSAL_RGB, VENTRAL_RGB
 
     ph = standard((0.5, 0.5, 1.0))
@@ -296,7 +296,8 @@ def test_qc_bridge_picture_and_report_columns(tmp_path):
     image = to_image(ph.cord().astype(np.uint8) * 100 + 20, ph.affine())
     image = nib.Nifti1Image(np.asanyarray(image.dataobj).astype(np.float32), image.affine, image.header)
     entry_path = write_qc(tmp_path / "qc", tmp_path / "sub-01_T2w.nii.gz", image, {"sc": cord, "lesion": lesion},
-                          model_tag="test", task_name=SCISEG.name, analysis=analysis)
+                          model_tag="test", task_name=SCISEG.name, analysis=analysis,
+                          roles=Roles.of(SCISEG.labels))
     entry = json.loads(entry_path.read_text())
     assert entry["analysis"]["summary"]["lesion_count"] == 1
     pic = np.asarray(Image.open(tmp_path / "qc" / entry["pictures"]["bridges"]).convert("RGB"))

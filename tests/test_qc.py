@@ -21,10 +21,13 @@ import pytest
 
 from sct_task_sciseg import qc
 from sct_task_sciseg.qc import folder as qc_folder
+from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.qc import report as qc_report
 from sct_task_sciseg.qc import rows as qc_rows
 
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
+
+ROLES = qc.Roles.of(SCISEG.labels)
 T2 = DATA / "t2"
 needs_data = pytest.mark.skipif(not (T2 / "t2_fake_lesion.nii.gz").is_file(),
                                 reason="SCT's testing data not found (set SCISEG_TEST_DATA)")
@@ -62,7 +65,7 @@ def colour_classes(rgb):
 def test_pixels_match_the_masks():
     image, masks = load_fake_lesion()
     cord, lesion = canonical_bool(masks["sc"]), canonical_bool(masks["lesion"])
-    mosaics = qc.render_mosaics(image, masks, "t2_fake_lesion")
+    mosaics = qc.render_mosaics(image, masks, "t2_fake_lesion", roles=ROLES)
     for kind, mosaic in mosaics.items():
         red, cyan, hue = colour_classes(mosaic.overlay)
         in_panels = np.zeros(hue.shape, bool)
@@ -103,7 +106,7 @@ def test_orientation_of_the_pictures():
     bottom = cord_w[cord_w[:, 2] < np.percentile(cord_w[:, 2], 20)]
     assert top[:, 1].mean() > bottom[:, 1].mean() + 3  # lordosis: the upper cord lies more anterior
 
-    mosaic = qc.render_mosaics(image, masks)["sagittal"]
+    mosaic = qc.render_mosaics(image, masks, roles=ROLES)["sagittal"]
     p = next(p for p in mosaic.panels if p.label == "centreline")
     h, w = p.shape
     red, cyan, _ = colour_classes(mosaic.overlay[p.top:p.top + h, p.left:p.left + w])
@@ -136,7 +139,7 @@ def test_axial_orientation_radiological():
     masks = {"sc": cord_img, "lesion": nib.Nifti1Image(lesion, image.affine)}
     for img, m in ((image, masks), (reorient(image, ("L", "P", "S")),
                                      {k: reorient(v, ("L", "P", "S")) for k, v in masks.items()})):
-        mosaic = qc.render_mosaics(img, m)["axial"]
+        mosaic = qc.render_mosaics(img, m, roles=ROLES)["axial"]
         checked = 0
         for p in mosaic.panels:
             h, w = p.shape
@@ -154,13 +157,13 @@ def test_axial_orientation_radiological():
 @needs_data
 def test_any_input_orientation_gives_the_same_pictures():
     image, masks = load_fake_lesion()
-    ref = qc.render_mosaics(image, masks)
+    ref = qc.render_mosaics(image, masks, roles=ROLES)
     # an axial-style storage (LPS) and an odd permutation; then a rotated (oblique) affine
     variants = [(reorient(image, c), {k: reorient(v, c) for k, v in masks.items()})
                 for c in (("L", "P", "S"), ("I", "L", "A"))]
     for img, m in variants:
         assert nib.aff2axcodes(img.affine) != nib.aff2axcodes(image.affine)
-        out = qc.render_mosaics(img, m)
+        out = qc.render_mosaics(img, m, roles=ROLES)
         for kind in ref:
             assert len(out[kind].panels) == len(ref[kind].panels)
             for p, q in zip(ref[kind].panels, out[kind].panels):
@@ -173,7 +176,8 @@ def test_any_input_orientation_gives_the_same_pictures():
     aff = image.affine.copy()
     aff[:3, :] = nib.eulerangles.euler2mat(z=np.deg2rad(12), x=np.deg2rad(-8)) @ aff[:3, :]
     oblique = nib.Nifti1Image(np.asarray(image.dataobj), aff)
-    out = qc.render_mosaics(oblique, {k: nib.Nifti1Image(np.asarray(v.dataobj), aff) for k, v in masks.items()})
+    out = qc.render_mosaics(oblique, {k: nib.Nifti1Image(np.asarray(v.dataobj), aff) for k, v in masks.items()},
+                             roles=ROLES)
     assert np.array_equal(out["axial"].overlay[40:], ref["axial"].overlay[40:])
 
 
@@ -190,7 +194,7 @@ def test_every_lesion_component_gets_an_axial_tile():
     aff = np.diag([0.5, 0.5, 0.5, 1.0])
     image = nib.Nifti1Image(img, aff)
     masks = {"sc": nib.Nifti1Image(cord, aff), "lesion": nib.Nifti1Image(lesion, aff)}
-    mosaic = qc.render_mosaics(image, masks)["axial"]
+    mosaic = qc.render_mosaics(image, masks, roles=ROLES)["axial"]
     shown = {int(np.rint(p.zf)) for p in mosaic.panels}
     assert set(zs) <= shown
     red, cyan, _ = colour_classes(mosaic.overlay)
@@ -202,7 +206,7 @@ def test_every_lesion_component_gets_an_axial_tile():
     lesion2 = np.zeros(shape, np.uint8)
     lesion2[2:4, 2:4, 60] = 1
     masks["lesion"] = nib.Nifti1Image(lesion2, aff)
-    mosaic = qc.render_mosaics(image, masks)["axial"]
+    mosaic = qc.render_mosaics(image, masks, roles=ROLES)["axial"]
     tile = next(p for p in mosaic.panels if int(np.rint(p.zf)) == 60)
     h, w = tile.shape
     assert colour_classes(mosaic.overlay[tile.top:tile.top + h, tile.left:tile.left + w])[1].any()
@@ -214,12 +218,12 @@ def test_empty_masks_render():
     image = nib.Nifti1Image(np.random.default_rng(1).random(shape).astype(np.float32), aff)
     masks = {"sc": nib.Nifti1Image(np.zeros(shape, np.uint8), aff)}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = qc.render_qc(image, masks, Path(tmp), "empty")
+        paths = qc.render_qc(image, masks, Path(tmp), "empty", roles=ROLES)
         assert set(paths) == {f"{k}{v}{t}" for k in ("sagittal", "axial") for v in ("", "_plain")
                               for t in ("", "_thumb")}
         for p in paths.values():
             assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    stats = qc.lesion_stats(masks, aff)
+    stats = qc.lesion_stats(masks, aff, ROLES)
     assert stats["flags"] == ["empty-cord"] and stats["cord_volume_mm3"] == 0
 
 
@@ -227,7 +231,7 @@ def test_empty_masks_render():
 @needs_data
 def test_lesion_stats_reference_masks():
     image, masks = load_fake_lesion()
-    s = qc.lesion_stats(masks, image.affine)
+    s = qc.lesion_stats(masks, image.affine, ROLES)
     vox = 0.8 * 0.8 * 0.80000114
     assert s["cord_voxels"] == 7335 and s["lesion_voxels"] == 163
     assert s["cord_volume_mm3"] == pytest.approx(7335 * vox, abs=0.05)
@@ -244,7 +248,7 @@ def test_lesion_stats_flags_and_connectivity():
     lesion = np.zeros(shape, np.uint8)
     lesion[9, 9, 10] = lesion[10, 10, 10] = 1  # edge-touching: one lesion (18-connectivity, as SCT counts)
     lesion[11, 11, 20] = lesion[12, 12, 21] = 1  # corner-touching only: two lesions for SCT, one with 26
-    s = qc.lesion_stats({"sc": cord, "lesion": lesion}, aff)
+    s = qc.lesion_stats({"sc": cord, "lesion": lesion}, aff, ROLES)
     assert s["lesion_count"] == 3 and s["lesion_volumes_mm3"] == [1.0, 0.5, 0.5]
     assert s["lesion_volume_mm3"] == 2.0 and s["cord_volume_mm3"] == 25 * 30 * 0.5
     from sct_task_sciseg.analysis import analyze_masks
@@ -256,7 +260,7 @@ def test_lesion_stats_flags_and_connectivity():
     lesion[2, 2, 5] = 1  # outside the cord
     cord[0:3, 8:13, 3] = 1  # reaches the L edge (x index 0 with R+ axis)
     lesion[11, 11, 29] = 1  # touches the superior edge
-    s = qc.lesion_stats({"sc": cord, "lesion": lesion}, aff)
+    s = qc.lesion_stats({"sc": cord, "lesion": lesion}, aff, ROLES)
     assert s["flags"] == ["lesion-outside-cord", "cord-at-fov-edge", "lesion-at-fov-edge"]
     assert s["cord_fov_edges"] == ["L"] and s["lesion_fov_edges"] == ["S"]
     assert s["lesion_outside_cord_voxels"] == 1
@@ -355,7 +359,7 @@ def report(tmp_path_factory):
     for i, (path, img, m) in enumerate(make_bids(bids)):
         t0 = time.perf_counter()
         qc.write_qc(qc_dir, path, img, m, model_tag="phantom-r20261124" if i == 2 else "r20240729",
-                    task_name="seg_sc_lesion_t2w_sci", generated_by=RUN,
+                    task_name="seg_sc_lesion_t2w_sci", roles=ROLES, generated_by=RUN,
                     command=["/opt/venv/bin/sciseg", "-i", str(path), "-qc", str(qc_dir), *RUN_FLAGS])
         times.append(time.perf_counter() - t0)
     print(f"write_qc per scan: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")

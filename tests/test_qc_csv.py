@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 from sct_task_sciseg import qc
 from sct_task_sciseg.qc import folder as qc_folder
+from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.demo.phantom import make_phantom
 from test_qc import CHROMIUM_FLAGS, READY, STATE, _chromium, _export, _import, _rate
 
@@ -33,7 +33,7 @@ def report(tmp_path_factory):
         path.parent.mkdir()
         nib.save(img, str(path))
         qc.write_qc(base / "qc", path, img, masks, model_tag="r1", task_name="seg_sc_lesion_t2w_sci",
-                    dataset="=2+3", subject=subject)
+                    roles=qc.Roles.of(SCISEG.labels), dataset="=2+3", subject=subject)
     return base / "qc"
 
 

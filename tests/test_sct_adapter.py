@@ -284,6 +284,36 @@ def test_register_is_idempotent_and_unregister_restores_everything(deepseg_dir, 
     assert sct.registration(models) is None
 
 
+def test_every_installed_task_is_registered(deepseg_dir, version, monkeypatch):
+    """A second installed task (contrast T1w, its own label scheme) gets its own SCT task and model entries,
+    routed to this package's installer; a task with a name sct_deepseg special-cases is left out, not fatal."""
+    from dataclasses import replace
+
+    from test_label_scheme import OTHER
+
+    bad = replace(OTHER, name="seg_lesion_ms_test")
+    monkeypatch.setattr(sct.registry, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER, bad)})
+    models = fake_models(version, deepseg_dir)
+    before = snapshot(models)
+    reg = sct.register(models)
+    other_key = f"{OTHER.name}/t1"
+    assert [m.key for m in reg.models] == [KEY, other_key] and reg.model.key == KEY
+    assert OTHER.name in reg.names and bad.name not in models.TASKS
+    assert models.TASKS[OTHER.name]["models"] == [other_key]
+    assert models.TASKS[OTHER.name]["description"] == "test task: tissue with spots"
+    assert models.MODELS[other_key]["contrasts"] == ["t1"]
+    assert models.MODELS[other_key]["url"] == ["http://127.0.0.1:9/none/t1/tissue_t1.zip"]
+    assert models.folder(other_key) == str(deepseg_dir / OTHER.name / "t1")
+    assert models.TASKS[SCISEG.name]["models"] == [KEY]  # the default task as before
+    assert sct.unregister(models) is True and snapshot(models) == before
+    monkeypatch.setattr(sct.hook, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER)})
+    line = sct.install_hook(site_dir=deepseg_dir / "site", require_sct=False)[0]
+    assert line.endswith(f"sct_deepseg registers {SCISEG.name}, {OTHER.name})")
+    only = sct.register(models, task=OTHER)  # one given task: that task alone
+    assert [m.key for m in only.models] == [other_key] and KEY not in models.MODELS
+    assert models.TASKS.get(SCISEG.name) == before[1].get(SCISEG.name)  # SCT's own entry, if it has one
+
+
 def test_registered_names_avoid_sct_special_cases(deepseg_dir, version):
     models = fake_models(version, deepseg_dir)
     reg = sct.register(models, replace_builtin=True)

@@ -259,15 +259,16 @@ def _bids(root: Path) -> dict:
 
 def test_expand_bids_and_folders(tmp_path):
     from sct_task_sciseg.batch import expand
+    from sct_task_sciseg.tasks import SCISEG
     files = _bids(tmp_path / "ds")
-    found = expand([str(tmp_path / "ds")])
+    found = expand([str(tmp_path / "ds")], SCISEG)
     assert [it.path for it in found] == sorted([files["s1"], files["s2"], files["bad"]])
     assert all(it.root == tmp_path / "ds" for it in found)
     flat = tmp_path / "flat"
     flat.mkdir()
     shutil.copy(T2_FAKE_LESION, flat / "a.nii.gz")
     shutil.copy(T2_FAKE_LESION, flat / "a_sc_seg.nii.gz")
-    assert [it.path.name for it in expand([str(flat), str(flat / "a.nii.gz")])] == ["a.nii.gz"]
+    assert [it.path.name for it in expand([str(flat), str(flat / "a.nii.gz")], SCISEG)] == ["a.nii.gz"]
 
 
 def test_batch_bids_mirrors_tree_isolates_failures_and_resumes(installed_model, tmp_path):

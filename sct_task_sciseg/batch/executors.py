@@ -17,6 +17,7 @@ import os
 from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from ..errors import SciSegError
+from ..tasks import resolve_task
 from .backends import Backend, ClusterSpec, JobqueueOptions, backend_for
 from .inputs import expand
 from .runner import InProcess, Job, ScanPipeline, run_batch
@@ -84,7 +85,8 @@ def segment_many(paths: Sequence[Union[str, os.PathLike]], output: Optional[str]
     """
     from ..pipeline import Segmenter
 
-    items = expand([str(p) for p in paths])
+    task = resolve_task(options.get("task"), options.get("tag"))[0]
+    items = expand([str(p) for p in paths], task)
     if client is None and scheduler is None:
         return run_batch(Segmenter(threads=threads, **options), items, output, overwrite=overwrite,
                          verbose=verbose, on_result=on_result)

@@ -12,8 +12,7 @@ from ..io.naming import is_hidden, is_nifti, is_output_folder, output_base, stri
 from ..io.outputs import ScanOutputs, is_package_output
 from ..tasks import all_tasks
 
-BIDS_PATTERNS = ("sub-*/anat/*_T2w.nii*", "sub-*/ses-*/anat/*_T2w.nii*")
-BIDS_SUFFIX = "_T2w"
+BIDS_ANAT = ("sub-*/anat/*.nii*", "sub-*/ses-*/anat/*.nii*")
 
 
 @dataclass
@@ -70,8 +69,9 @@ def _is_output(tasks) -> Callable[[Path], bool]:
     return lambda path: is_package_output(path, known)
 
 
-def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
-    """``sub-*/anat/*_T2w.nii*`` and ``sub-*/ses-*/anat/*_T2w.nii*``, reporting every folder that cannot be read."""
+def _bids_scans(root: Path, problems: List[Unreadable], suffixes: Tuple[str, ...]) -> List[Path]:
+    """``sub-*/anat/*<suffix>.nii*`` and ``sub-*/ses-*/anat/*<suffix>.nii*`` for each of ``suffixes`` (a task's
+    :attr:`~sct_task_sciseg.tasks.Task.bids_suffixes`), reporting every folder that cannot be read."""
     found = []
     for sub in _entries(root, problems):
         if not sub.name.startswith("sub-") or sub.is_file() or not _folder(sub, problems):
@@ -83,38 +83,41 @@ def _bids_scans(root: Path, problems: List[Unreadable]) -> List[Path]:
         for anat in anats:
             if _folder(anat, problems):
                 found += [q for q in _entries(anat, problems) if is_nifti(q)
-                          and strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX)]
+                          and strip_nifti_suffix(q.name).endswith(suffixes)]
     return sorted(set(found), key=natural_key)
 
 
-def bids_skipped(folder: Path) -> int:
-    """NIfTI files in the ``anat`` folders of a BIDS dataset that are not T2w (left out of the batch)."""
+def bids_skipped(folder: Path, task) -> int:
+    """NIfTI files in the ``anat`` folders of a BIDS dataset that ``task`` does not take (none of its
+    :attr:`~sct_task_sciseg.tasks.Task.bids_suffixes`; left out of the batch)."""
     if not is_bids(folder):
         return 0
-    found = [q for pattern in BIDS_PATTERNS for q in folder.glob(pattern.replace("_T2w", ""))]
+    found = [q for pattern in BIDS_ANAT for q in folder.glob(pattern)]
     return sum(1 for q in set(found) if is_nifti(q) and not is_hidden(q.name)
-               and not strip_nifti_suffix(q.name).endswith(BIDS_SUFFIX))
+               and not strip_nifti_suffix(q.name).endswith(task.bids_suffixes))
 
 
-def _found_in(folder: Path, problems: List[Unreadable], is_output: Callable[[Path], bool]) -> List[Path]:
+def _found_in(folder: Path, problems: List[Unreadable], is_output: Callable[[Path], bool],
+              suffixes: Tuple[str, ...]) -> List[Path]:
     if is_bids(folder):
-        return [q for q in _bids_scans(folder, problems) if not is_output(q)]
+        return [q for q in _bids_scans(folder, problems, suffixes) if not is_output(q)]
     return [q for q in _entries(folder, problems) if q.is_file() and is_nifti(q) and not is_output(q)
             and not strip_nifti_suffix(q.name).endswith("_seg")]
 
 
-def scan(items: Sequence[str], task=None) -> Tuple[List[Item], List[Unreadable]]:
+def scan(items: Sequence[str], task) -> Tuple[List[Item], List[Unreadable]]:
     """(inputs, unreadable folders): files as given; a folder → its NIfTI files, leaving out hidden ones (such
     as temporary files) and every file this package writes (:class:`~sct_task_sciseg.io.outputs.ScanOutputs`
-    of ``task`` and the installed tasks: masks, probability maps, lesion-id images); a BIDS dataset → its T2w
-    scans; duplicates removed."""
+    of ``task`` and the installed tasks: masks, probability maps, lesion-id images); a BIDS dataset → its scans
+    with one of the task's :attr:`~sct_task_sciseg.tasks.Task.bids_suffixes` (SCIseg: ``_T2w``); duplicates
+    removed."""
     out: List[Item] = []
     problems: List[Unreadable] = []
     seen = set()
-    is_output = _is_output([task] if task is not None else [])
+    is_output = _is_output([task])
     for entry in items:
         p = Path(entry)
-        new = [Item(q, p) for q in _found_in(p, problems, is_output)] if p.is_dir() else [Item(p, None)]
+        new = [Item(q, p) for q in _found_in(p, problems, is_output, task.bids_suffixes)] if p.is_dir() else [Item(p, None)]
         for it in new:
             key = os.path.abspath(it.path)
             if key not in seen:
@@ -123,7 +126,7 @@ def scan(items: Sequence[str], task=None) -> Tuple[List[Item], List[Unreadable]]
     return out, problems
 
 
-def expand(items: Sequence[str], task=None) -> List[Item]:
+def expand(items: Sequence[str], task) -> List[Item]:
     """The inputs of :func:`scan` (unreadable folders left out silently: use :func:`scan` to report them)."""
     return scan(items, task)[0]
 

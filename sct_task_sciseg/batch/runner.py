@@ -284,7 +284,7 @@ class ScanPipeline:
                 self.progress.error(self.error, job.reason)
             elif self.verbose:
                 self._report(job)
-            warning = unusable_warning(job) if job.status == "done" and self.verbose else None
+            warning = unusable_warning(job, self.segmenter.task) if job.status == "done" and self.verbose else None
             if warning:  # (here, not on the cluster's workers, which run quietly)
                 self.progress.say(warning, err=True)
 
@@ -304,13 +304,15 @@ def _checks(segmenter, result) -> dict:
     return scan_checks(result.masks, result.image.affine, Roles.of(segmenter.task.labels), result.uncertain)
 
 
-def unusable_warning(job: Job) -> Optional[str]:
-    """One console line for a scan whose plausibility flags say its output is likely unusable, else None."""
+def unusable_warning(job: Job, task) -> Optional[str]:
+    """One console line for a scan whose plausibility flags say its output is likely unusable, else None
+    (asking whether the scan is of the ``task``'s contrasts)."""
     from ..qc.plausibility import likely_unusable
     flags = list(job.checks.get("flags") or [])
     if not likely_unusable(flags):
         return None
-    return (f"sciseg: warning: {job.path}: output likely unusable ({', '.join(flags)}); is this a T2w "
+    kinds = "/".join(suffix.lstrip("_") for suffix in task.bids_suffixes)
+    return (f"sciseg: warning: {job.path}: output likely unusable ({', '.join(flags)}); is this a {kinds} "
             f"spinal-cord scan? Check it in the QC report (-qc)")
 
 

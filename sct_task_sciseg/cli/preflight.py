@@ -115,10 +115,11 @@ def plan_run(args, segmenter, models_dir: Path, error: Callable[[str], None]) ->
     if not items and not unreadable:
         raise SciSegError(f"{' '.join(args.i)}: no NIfTI input found")
     for folder in args.i:
-        skipped = bids_skipped(Path(folder)) if Path(folder).is_dir() else 0
+        skipped = bids_skipped(Path(folder), segmenter.task) if Path(folder).is_dir() else 0
         if skipped and getattr(args, "v", 1):
-            print(f"{folder}: {skipped} NIfTI file(s) in anat/ are not T2w and were skipped (this task segments "
-                  f"T2w; give a file with -i to segment it anyway)")
+            kinds = "/".join(suffix.lstrip("_") for suffix in segmenter.task.bids_suffixes)
+            print(f"{folder}: {skipped} NIfTI file(s) in anat/ are not {kinds} and were skipped (this task "
+                  f"segments {kinds}; give a file with -i to segment it anyway)")
     _check_outputs(args, items, segmenter.task, models_dir)
     _check_qc(args, models_dir)
     for it in items:

@@ -20,9 +20,9 @@ for one scan), :mod:`.folder` (the QC folder's entries), :mod:`.rows` and
 :mod:`.report` (the index page).
 """
 from .entry import write_qc
-from .geometry import DEFAULT_ROLES, Roles, canonical_scan, cord_centreline, lesion_components
+from .geometry import Roles, canonical_scan, cord_centreline, lesion_components
 from .pictures import Mosaic, render_mosaics, render_qc
 from .stats import lesion_stats
 
-__all__ = ["DEFAULT_ROLES", "Mosaic", "Roles", "canonical_scan", "cord_centreline", "lesion_components",
+__all__ = ["Mosaic", "Roles", "canonical_scan", "cord_centreline", "lesion_components",
            "lesion_stats", "render_mosaics", "render_qc", "write_qc"]

@@ -17,7 +17,7 @@ from ..io.bids import dataset_name
 from ..io.naming import strip_nifti_suffix
 from ..tasks import get_task
 from . import folder, report
-from .geometry import DEFAULT_ROLES, Roles
+from .geometry import Roles
 from .pictures import render_qc
 from .plausibility import scan_checks
 from .stats import lesion_stats
@@ -101,7 +101,7 @@ def _run_record(command: Optional[Sequence[str]], generated_by: Optional[Mapping
 def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], *,
              model_tag: str, task_name: str, dataset: Optional[str] = None, subject: Optional[str] = None,
              session: Optional[str] = None, bids_root: Optional[Path] = None,
-             roles: Roles = DEFAULT_ROLES, analysis=None, command: Optional[Sequence[str]] = None,
+             roles: Roles, analysis=None, command: Optional[Sequence[str]] = None,
              generated_by: Optional[Mapping] = None, checks: Optional[Mapping] = None) -> Path:
     """Everything ``-qc DIR`` does for one segmented scan; returns the path of its entry JSON.
 

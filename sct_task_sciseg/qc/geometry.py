@@ -11,7 +11,6 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from scipy import ndimage
 
 from ..io.components import LESION_CONNECTIVITY, label_components
-from ..tasks import SCISEG
 
 CENTRELINE_SMOOTH_MM = 3.0
 
@@ -33,9 +32,6 @@ class Roles:
         finding = scheme.output(scheme.finding) if scheme.finding else None
         return cls(parent.name, finding.name if finding else "", parent.display,
                    finding.display if finding else "finding")
-
-
-DEFAULT_ROLES = Roles.of(SCISEG.labels)
 
 
 @dataclass

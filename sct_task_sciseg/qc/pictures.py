@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from .draw import _annotate, _compose
-from .geometry import DEFAULT_ROLES, Roles, canonical_scan, cord_centreline, lesion_components
+from .geometry import Roles, canonical_scan, cord_centreline, lesion_components
 from .panels import Panel, _axial_panels, _sagittal_panels
 
 
@@ -25,7 +25,7 @@ class Mosaic:
 
 
 def render_mosaics(image: nib.spatialimages.SpatialImage, masks: Mapping[str, object],
-                   title: str = "", roles: Roles = DEFAULT_ROLES) -> Dict[str, Mosaic]:
+                   title: str = "", *, roles: Roles) -> Dict[str, Mosaic]:
     """The sagittal and axial mosaics as arrays (no file written): ``{'sagittal': Mosaic, 'axial': Mosaic}``."""
     scan = canonical_scan(image, masks, roles)
     names = (roles.structure_title, roles.finding_title)
@@ -67,7 +67,7 @@ THUMB_SIZE = {"sagittal": (320, 300), "axial": (560, 300)}  # shown up to 260 px
 
 
 def render_qc(image: nib.spatialimages.SpatialImage, masks: Mapping[str, object], out_dir: Path, stem: str,
-              title: Optional[str] = None, roles: Roles = DEFAULT_ROLES) -> Dict[str, Path]:
+              title: Optional[str] = None, *, roles: Roles) -> Dict[str, Path]:
     """Write the QC pictures of one scan into ``out_dir`` and return their paths.
 
     ``masks``: uint8 0/1 images or arrays on the image grid, keyed by output name (``roles`` says which is
@@ -78,7 +78,7 @@ def render_qc(image: nib.spatialimages.SpatialImage, masks: Mapping[str, object]
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    mosaics = render_mosaics(image, masks, title if title is not None else stem, roles)
+    mosaics = render_mosaics(image, masks, title if title is not None else stem, roles=roles)
     paths = {}
     for kind, mosaic in mosaics.items():
         for variant, array in (("", mosaic.overlay), ("_plain", mosaic.plain)):

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 
 from ..io.components import label_components
-from .geometry import DEFAULT_ROLES, Roles
+from .geometry import Roles
 
 CSA_RANGE_MM2 = (40.0, 100.0)
 CSA_OUTSIDE_SHARE = 0.5
@@ -76,7 +76,7 @@ def _slice_pieces(plane: np.ndarray) -> int:
     return int(ndimage.label(plane, structure=np.ones((3, 3), bool))[1])
 
 
-def plausibility(masks: Mapping[str, object], affine: np.ndarray, roles: Roles = DEFAULT_ROLES,
+def plausibility(masks: Mapping[str, object], affine: np.ndarray, roles: Roles,
                  uncertain: Optional[Mapping[str, float]] = None) -> dict:
     """The measures above and the flags they raise (``{"flags": [...], ...}``); ``uncertain`` is
     :attr:`Segmentation.uncertain` (no confidence flag without it)."""
@@ -121,7 +121,7 @@ def plausibility(masks: Mapping[str, object], affine: np.ndarray, roles: Roles =
     return out
 
 
-def scan_checks(masks: Mapping[str, object], affine: np.ndarray, roles: Roles = DEFAULT_ROLES,
+def scan_checks(masks: Mapping[str, object], affine: np.ndarray, roles: Roles,
                 uncertain: Optional[Mapping[str, float]] = None) -> dict:
     """:func:`plausibility` with the geometric flags of :func:`.stats.lesion_stats` (empty cord, lesion outside
     the cord, field-of-view edges) in front: every flag of a scan but ``lesion-in-control``."""

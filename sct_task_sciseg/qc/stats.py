@@ -8,7 +8,7 @@ import numpy as np
 
 from ..io.components import LESION_CONNECTIVITY, component_sizes, label_components
 from ..io.orientation import OPPOSITE
-from .geometry import DEFAULT_ROLES, Roles, _array3d, _mask3d
+from .geometry import Roles, _array3d, _mask3d
 
 
 def _fov_edges(mask: np.ndarray, codes, skip_si: bool) -> list:
@@ -24,7 +24,7 @@ def _fov_edges(mask: np.ndarray, codes, skip_si: bool) -> list:
     return found
 
 
-def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles = DEFAULT_ROLES) -> dict:
+def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles) -> dict:
     """Structure ("cord") volume, findings ("lesions": 3-D components, 18-connectivity as in SCT) and reviewer flags.
 
     ``masks``: images or arrays on one grid, keyed by output name; ``roles`` names the structure and the

@@ -95,7 +95,8 @@ def install_hook(replace_builtin: bool = False, site_dir: Optional[Path] = None,
     per item, with the commands that now work. Where site-packages cannot be written (or ``env_route``),
     nothing is written: the lines say which ``PYTHONPATH`` enables the hook instead."""
     root = _require_sct() if require_sct else locations.sct_root()
-    task = get_task(None)  # what the hook registers
+    task = get_task(None)  # the default task, named in the commands printed below
+    registered = ", ".join([task.name] + [n for n in all_tasks() if n != task.name])  # what the hook registers
     path = hook_path(site_dir)
     text = pth_text(replace_builtin, path)
     try:
@@ -115,7 +116,7 @@ def install_hook(replace_builtin: bool = False, site_dir: Optional[Path] = None,
         except OSError as exc:
             raise InstallError(f"{path}: cannot write the startup hook ({exc.strerror or exc})") from exc
         action = "created" if old is None else "updated"
-        lines = [f"{action}: {path} (startup hook: sct_deepseg registers {task.name}"
+        lines = [f"{action}: {path} (startup hook: sct_deepseg registers {registered}"
                  f"{' and replaces SCT built-in tasks for the same model' if replace_builtin else ''})"]
     if root is not None:
         style = sct_cli_style(root)

@@ -21,7 +21,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from .. import __version__
 from ..environment import get
 from ..errors import SciSegError
-from ..tasks import Release, Task, get_task
+from ..log import logger
+from ..tasks import Release, Task, all_tasks, get_task
 from ..weights import locations
 from .install import install_for_sct, sct_model_ok
 from .spec import ModelSpec, canonical_url, model_key
@@ -41,10 +42,11 @@ RESERVED_SUBSTRINGS = ("tumor", "epi", "mouse", "mice", "rootlets", "spine", "ca
 class Registration:
     """What :func:`register` did to SCT's dicts."""
 
-    model: ModelSpec
-    names: Tuple[str, ...]  # tasks now served by this package
+    model: ModelSpec  # the first task's (the default task, unless one was given)
+    names: Tuple[str, ...]  # tasks now served by this package (every registered task's)
     replaced: Tuple[str, ...]  # SCT's own tasks whose entries were replaced or redirected
     features: Dict[str, bool] = field(default_factory=dict)
+    models: Tuple[ModelSpec, ...] = ()  # every registered task's model, ``model`` first
 
 
 def features(models: Any) -> Dict[str, bool]:
@@ -144,12 +146,14 @@ def _release_for_sct(task: Task, tag: Optional[str]) -> Release:
 
 def register(models: Any = None, *, replace_builtin: bool = False, task: Optional[Task] = None,
              tag: Optional[str] = None) -> Registration:
-    """Add ``task`` (default: this package's default task) to SCT's ``MODELS``/``TASKS`` (``models`` = the
-    ``spinalcordtoolbox.deepseg.models`` module, imported when None) and route SCT's install of its model
-    through this package's installer.
+    """Add ``task`` (default: every installed task, :func:`~sct_task_sciseg.tasks.all_tasks`, the default task
+    first) to SCT's ``MODELS``/``TASKS`` (``models`` = the ``spinalcordtoolbox.deepseg.models`` module, imported
+    when None) and route SCT's install of their models through this package's installer.
 
     Idempotent: registering again first undoes the previous registration. ``tag`` (or
-    ``$SCISEG_SCT_RELEASE``) picks a release other than the task's default one.
+    ``$SCISEG_SCT_RELEASE``) picks a release other than the default one of ``task`` (or of the default task).
+    An installed task that cannot be registered (a name SCT special-cases, a name already taken by an earlier
+    task) is left out with a warning; the default or given task's problems are errors.
     """
     if models is None:
         import importlib
@@ -157,9 +161,6 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
         models = importlib.import_module(MODELS_MODULE)
     if _state(models) is not None:
         unregister(models)
-    task = task or get_task(None)
-    release = _release_for_sct(task, tag)
-    key = model_key(task, release)
     feats = features(models)
     if not feats["trainer_folder"]:
         raise SciSegError("this SCT loads nnU-Net folds directly from its model folder (SCT 6.3 or older); "
@@ -168,6 +169,27 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
     if missing:
         raise SciSegError(f"{getattr(models, '__name__', 'SCT models')} has no {', '.join(missing)}: this SCT's "
                           "model registry is not one sct_task_sciseg knows")
+    first = task or get_task(None)
+    plans = [_plan(models, first, _release_for_sct(first, tag), feats, replace_builtin, set())]
+    if task is None:
+        for other in all_tasks().values():
+            if other.name == first.name:
+                continue
+            taken = {n for plan in plans for n in plan[1]} | {plan[0].key for plan in plans}
+            try:
+                plans.append(_plan(models, other, other.default_release, feats, replace_builtin, taken))
+            except (ValueError, SciSegError) as exc:
+                logger.warning(f"task {other.name} is not registered with SCT: {exc}")
+    return _apply(models, plans, feats)
+
+
+def _plan(models: Any, task: Task, release: Release, feats: Dict[str, bool], replace_builtin: bool,
+          taken: set) -> Tuple[ModelSpec, List[str], dict, dict]:
+    """(model spec, task names, MODELS entry, TASKS entry) of one task; ``taken``: names and model keys of
+    tasks registered before it."""
+    key = model_key(task, release)
+    if task.name in taken or key in taken:
+        raise ValueError(f"{task.name!r} (model {key}) is already registered by another task")
     sct_dir = Path(models.folder(key)).parent.parent
     models_dir = sct_dir if locations.usable_sct_folder(sct_dir, sct_dir / key) else locations.user_models_dir()
     spec = ModelSpec(key=key, task=task.name, tag=release.tag, url=canonical_url(task, release),
@@ -176,38 +198,40 @@ def register(models: Any = None, *, replace_builtin: bool = False, task: Optiona
     builtin_models = _builtin_models(models, task, [key])
     builtin_tasks = [n for n, t in models.TASKS.items()
                      if isinstance(t, dict) and set(t.get("models", [])) & set(builtin_models)]
-    names = [task.name] + [a for a in task.aliases if a not in models.TASKS or replace_builtin]
+    names = [task.name] + [a for a in task.aliases if (a not in models.TASKS or replace_builtin) and a not in taken]
     if replace_builtin:
-        names += [n for n in builtin_tasks if n not in names]
+        names += [n for n in builtin_tasks if n not in names and n not in taken]
     for name in names + [key]:
         check_name(name)
     template = models.TASKS.get(builtin_tasks[0]) if builtin_tasks else None
-    entries = (_model_entry(task, release, feats), _task_entry(task, release, key, feats, template))
-    return _apply(models, spec, names, entries, feats)
+    return spec, names, _model_entry(task, release, feats), _task_entry(task, release, key, feats, template)
 
 
-def _apply(models: Any, spec: ModelSpec, names: List[str], entries: Tuple[dict, dict],
+def _apply(models: Any, plans: List[Tuple[ModelSpec, List[str], dict, dict]],
            feats: Dict[str, bool]) -> Registration:
     """Change SCT's dicts and functions in one go (everything is computed), keeping what is needed to undo
     it; any failure on the way undoes what was done and re-raises."""
     MODELS, TASKS = models.MODELS, models.TASKS
-    key = spec.key
+    keys = [plan[0].key for plan in plans]
+    names = [n for plan in plans for n in plan[1]]
     state = {
-        "models": {key: spec},
-        "saved_models": {key: MODELS[key]} if key in MODELS else {},
-        "added_models": [] if key in MODELS else [key],
+        "models": {plan[0].key: plan[0] for plan in plans},
+        "saved_models": {k: MODELS[k] for k in keys if k in MODELS},
+        "added_models": [k for k in keys if k not in MODELS],
         "saved_tasks": {n: TASKS[n] for n in names if n in TASKS},
         "added_tasks": [n for n in names if n not in TASKS],
         "functions": {n: getattr(models, n) for n in PATCHED},
     }
     try:
-        MODELS[key] = entries[0]
-        for name in names:
-            TASKS[name] = dict(entries[1])
+        for spec, task_names, model_entry, task_entry in plans:
+            MODELS[spec.key] = model_entry
+            for name in task_names:
+                TASKS[name] = dict(task_entry)
         for name, make in zip(PATCHED, (_make_folder, _make_install_model, _make_is_up_to_date)):
             _patch(models, name, make)
         replaced = tuple(n for n in names if n in state["saved_tasks"])
-        state["registration"] = Registration(spec, tuple(names), replaced, feats)
+        state["registration"] = Registration(plans[0][0], tuple(names), replaced, feats,
+                                             tuple(plan[0] for plan in plans))
         setattr(models, STATE_ATTR, state)
     except BaseException:
         _restore(models, state)

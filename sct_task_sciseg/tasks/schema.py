@@ -10,6 +10,10 @@ from ..errors import UnknownTaskError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
+# SCT contrast names → BIDS suffixes of anatomical scans (BIDS specification, "anat" suffixes)
+BIDS_SUFFIXES = {"t1": "_T1w", "t2": "_T2w", "t2s": "_T2starw", "t2star": "_T2starw", "pd": "_PDw",
+                 "flair": "_FLAIR", "mp2rage": "_UNIT1"}
+
 
 @dataclass(frozen=True)
 class Release:
@@ -127,6 +131,21 @@ class Task:
     sct_model_key: str = ""  # folder name under SCT's data/deepseg_models
     code_url: str = ""
     short_description: str = ""  # one line for SCT's task table (SCT pads descriptions to 50 columns)
+    anat_suffixes: Tuple[str, ...] = ()  # BIDS suffixes batch discovery takes; () = those of the contrasts
+
+    def __post_init__(self):
+        self.bids_suffixes  # noqa: B018 - an unknown contrast fails here, not in a batch
+
+    @property
+    def bids_suffixes(self) -> Tuple[str, ...]:
+        """The BIDS suffixes of the scans this task segments (SCIseg: ``("_T2w",)``): ``anat_suffixes`` if
+        given, else those of its contrasts (:data:`BIDS_SUFFIXES`)."""
+        if self.anat_suffixes:
+            return self.anat_suffixes
+        unknown = [c for c in self.contrasts if c not in BIDS_SUFFIXES]
+        if unknown or not self.contrasts:
+            raise ValueError(f"task {self.name}: no BIDS suffix known for contrasts {unknown}; give anat_suffixes")
+        return tuple(dict.fromkeys(BIDS_SUFFIXES[c] for c in self.contrasts))
 
     @property
     def names(self) -> Tuple[str, ...]:
