@@ -2,30 +2,31 @@
 lesions drawn on the shared ``mt/mt1.nii.gz`` with ``mt/label/`` and on the synthetic atlas folder,
 ``-nli-slice`` with and without lesion, and its xlsx read with pandas next to ours.
 
-Needs an SCT 7.3 environment (``scripts/build_sct_env.sh``): ``SCISEG_SCT_PYTHON`` names its python (default: the
-one that script builds); skipped without it."""
+Needs an SCT 7.3 environment (``scripts/build_sct_env.sh``) among ``SCISEG_SCT_PYTHON`` / ``SCISEG_SCT_PYTHONS``;
+skipped without it."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import sct_python
+
 REPO = Path(__file__).resolve().parents[1]
-SCT_PYTHON = Path(os.environ.get("SCISEG_SCT_PYTHON", "/work/sct-envs/7.3/bin/python"))
+SCT_PYTHON = sct_python("7.3")
 
 
 def _sct_ready() -> bool:
-    if not SCT_PYTHON.is_file():
+    if SCT_PYTHON is None:
         return False
     probe = subprocess.run([str(SCT_PYTHON), "-c", "import spinalcordtoolbox.scripts.sct_analyze_lesion"],
                            capture_output=True, timeout=300)
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _sct_ready(), reason="no SCT 7.3 environment (set SCISEG_SCT_PYTHON)")
+pytestmark = pytest.mark.skipif(not _sct_ready(), reason="no SCT 7.3 among SCISEG_SCT_PYTHON / SCISEG_SCT_PYTHONS")
 
 
 def _bench():
