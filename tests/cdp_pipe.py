@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import queue
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -156,3 +157,25 @@ class Chromium:
         if not self._reader.is_alive():
             os.close(self._from_chrome)
         return (err or b"").decode(errors="replace")[-800:]
+
+
+def find_chromium() -> Optional[str]:
+    """``$CHROMIUM``, else the first Chromium or Chrome on the PATH."""
+    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def open_chromium(folder, flags: List[str]) -> "Chromium":
+    """A driven Chromium with a fresh profile under ``folder``; the calling test is skipped, with the reason,
+    where no Chromium is installed or it cannot be driven."""
+    import pytest
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
+    try:
+        return Chromium(chromium, flags, tempfile.mkdtemp(prefix="profile-", dir=folder))
+    except (CDPError, OSError) as exc:
+        pytest.skip(f"Chromium cannot be driven here: {exc}")

@@ -433,13 +433,6 @@ def test_parallel_writers_never_lose_a_row(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ browser
-def _chromium():
-    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
                   "--hide-scrollbars", "--window-size=1500,900"]
@@ -480,7 +473,9 @@ def _finish(proc, timeout=90):
 
 
 def test_index_in_headless_chromium(report, tmp_path):
-    chromium = _chromium()
+    from cdp_pipe import find_chromium
+
+    chromium = find_chromium()
     if chromium is None:
         pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
     probe = tmp_path / "probe.html"
@@ -589,15 +584,9 @@ def _pictures(b):
 def test_reviews_round_trip_in_headless_chromium(report, tmp_path):
     """Rate rows, export the CSV (a real download), clear the browser's storage, import the file through the
     file input: the same ratings and notes come back, survive a reload, and export to the same bytes."""
-    from cdp_pipe import Chromium, CDPError
+    from cdp_pipe import open_chromium
 
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
-    try:
-        b = Chromium(chromium, CHROMIUM_FLAGS, tempfile.mkdtemp(prefix="profile-", dir=tmp_path))
-    except (CDPError, OSError) as exc:
-        pytest.skip(f"Chromium cannot be driven here: {exc}")
+    b = open_chromium(tmp_path, CHROMIUM_FLAGS)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     try:

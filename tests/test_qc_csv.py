@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +15,7 @@ from sct_task_sciseg import qc
 from sct_task_sciseg.qc import folder as qc_folder
 from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.demo.phantom import make_phantom
-from test_qc import CHROMIUM_FLAGS, READY, STATE, _chromium, _export, _import, _rate
+from test_qc import CHROMIUM_FLAGS, READY, STATE, _export, _import, _rate
 
 FILE = "@SUM(1)_T2w.nii.gz"
 
@@ -39,15 +38,9 @@ def report(tmp_path_factory):
 
 @pytest.fixture
 def browser(report, tmp_path):
-    from cdp_pipe import CDPError, Chromium
+    from cdp_pipe import open_chromium
 
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
-    try:
-        b = Chromium(chromium, CHROMIUM_FLAGS, tempfile.mkdtemp(prefix="profile-", dir=tmp_path))
-    except (CDPError, OSError) as exc:
-        pytest.skip(f"Chromium cannot be driven here: {exc}")
+    b = open_chromium(tmp_path, CHROMIUM_FLAGS)
     (tmp_path / "downloads").mkdir()
     try:
         b.send("Browser.setDownloadBehavior", {"behavior": "allowAndName", "downloadPath": str(tmp_path / "downloads"),

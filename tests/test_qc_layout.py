@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -36,18 +33,10 @@ BOXES = """(function () {
 })()"""
 
 
-def _chromium():
-    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 def test_report_fits_1440_px_with_every_column_and_flag(installed_model, tmp_path):
-    from cdp_pipe import CDPError, Chromium
+    from cdp_pipe import find_chromium, open_chromium
 
-    chromium = _chromium()
-    if chromium is None:
+    if find_chromium() is None:  # before the run that makes the report
         pytest.skip("Chromium not found (apt-get install chromium, or set CHROMIUM=/path/to/chrome)")
     qc = tmp_path / "qc"
     inputs = [DATA / "t2" / "t2_fake_lesion.nii.gz", DATA / "t2" / "t2.nii.gz", DATA / "t1" / "t1w.nii.gz",
@@ -55,10 +44,7 @@ def test_report_fits_1440_px_with_every_column_and_flag(installed_model, tmp_pat
     r = run_cli("-i", *inputs, "-o", f"{tmp_path / 'out'}/", "-qc", qc, "-analyze", "-threads", "2",
                 env={"SCISEG_MODELS_DIR": str(installed_model.path.parent.parent)}, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
-    try:
-        b = Chromium(chromium, FLAGS, tempfile.mkdtemp(prefix="profile-", dir=tmp_path))
-    except (CDPError, OSError) as exc:
-        pytest.skip(f"Chromium cannot be driven here: {exc}")
+    b = open_chromium(tmp_path, FLAGS)
     try:
         b.send("Emulation.setDeviceMetricsOverride", {"width": WIDTH, "height": 1000, "deviceScaleFactor": 1,
                                                       "mobile": False}, page=True)
