@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sct_task_sciseg.analysis import analyze_lesion_files, analyze_lesions  # noqa: E402
-from sct_task_sciseg.analysis.phantoms import Ellipsoid, Phantom, all_orientations, standard, to_image  # noqa: E402
+from sct_task_sciseg.analysis.phantoms import Ellipsoid, Phantom, all_orientations, standard  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "sct_testing_data" / "t2"
 SCT_PYTHON = Path("/work/sct-envs/7.3/bin/python")
@@ -207,7 +207,8 @@ def segmentation_cost(folder: Path) -> List[dict]:
     return out
 
 
-def _fmt(v) -> str:
+def cell(v) -> str:
+    """A value as a table cell: 6 significant digits, a dash for none."""
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -224,7 +225,7 @@ def report(cases, sct, mine, cost) -> str:
     if first in sct and "rows" in sct[first]:
         lines += [f"## {first}", "", "| column | SCT 7.3 | sct_task_sciseg | abs diff |", "|---|---|---|---|"]
         for label, col, sval, val, diff, ok in compare(sct[first]["rows"], mine[first][0]):
-            lines.append(f"| {col} | {_fmt(sval)} | {_fmt(val)} | {diff:.2g}{'' if ok else ' **FAIL**'} |")
+            lines.append(f"| {col} | {cell(sval)} | {cell(val)} | {diff:.2g}{'' if ok else ' **FAIL**'} |")
         lines.append("")
     lines += ["## Every case", "", "| case | lesions | SCT cells | within criteria | max abs diff | SCT wall s | "
               "ours s (files) | ours ms (analysis) |", "|---|---|---|---|---|---|---|---|"]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import SCISEG_COMMAND, run_cli
-from sct_task_sciseg.batch.resources import cluster_shape
+from sct_task_sciseg.batch.sizing import cluster_shape
 
 try:
     import distributed  # noqa: F401
@@ -323,7 +323,7 @@ def test_local_cluster_listens_on_loopback_only_and_caps_workers(capsys, caplog)
     import psutil
     from sct_task_sciseg.batch.backends import ClusterSpec
     from sct_task_sciseg.batch.connect import open_local
-    from sct_task_sciseg.batch.resources import most_workers
+    from sct_task_sciseg.batch.sizing import most_workers
     from sct_task_sciseg.machine import cores as machine_cores, total_memory as machine_memory
 
     most = most_workers(machine_cores(), machine_memory())

@@ -157,7 +157,7 @@ def _is_reexport(importer: str, imported: str) -> bool:
 #: start-up hook hands a just-imported SCT module to the adapter (``sct_hook`` → ``sct``), and the adapter
 #: reads the hook's finder and switches (``sct`` → ``sct_hook``); the hook itself must import nothing at start-up.
 CYCLES_ALLOWED = [
-    {"sct_task_sciseg.sct", "sct_task_sciseg.sct.launcher", "sct_task_sciseg.sct.registry",
+    {"sct_task_sciseg.sct", "sct_task_sciseg.sct.launcher", "sct_task_sciseg.sct.deepseg_models",
      "sct_task_sciseg.sct_hook"},
 ]
 

@@ -288,7 +288,7 @@ def test_qc_bridge_picture_and_report_columns(tmp_path):
     from PIL import Image
 
     from sct_task_sciseg.qc import Roles, write_qc
-    from sct_task_sciseg.qc.bridges import DORSAL_RGB, VENTRAL_RGB
+    from sct_task_sciseg.qc.bridge_pictures import DORSAL_RGB, VENTRAL_RGB
 
     ph = standard((0.5, 0.5, 1.0))
     lesion, cord = ph.images()

@@ -210,7 +210,7 @@ def test_xlsx_has_sct_sheets_and_columns(tmp_path):
 
 def test_qc_lesion_column_shows_level_and_side(tmp_path):
     from sct_task_sciseg.qc.entry import analysis_numbers
-    from sct_task_sciseg.qc.report_analysis import cells
+    from sct_task_sciseg.qc.lesion_columns import cells
 
     a = _atlas_analysis(tmp_path)
     entry = {"analysis": analysis_numbers(a), "file": "x.nii.gz"}
@@ -223,12 +223,12 @@ def test_xlsx_same_with_either_writer(tmp_path, monkeypatch):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl")
     pytest.importorskip("xlsxwriter")
-    from sct_task_sciseg.analysis import writer
+    from sct_task_sciseg.analysis import result_files
 
     a = _atlas_analysis(tmp_path)
     books = {}
     for lib in ("openpyxl", "xlsxwriter"):
-        monkeypatch.setattr(writer, "xlsx_writer", lambda lib=lib: lib)
+        monkeypatch.setattr(result_files, "xlsx_writer", lambda lib=lib: lib)
         (tmp_path / lib).mkdir()
         books[lib] = pd.read_excel(write_analysis(a, tmp_path / lib / "les", xlsx=True)["xlsx"], sheet_name=None)
     assert list(books["openpyxl"]) == list(books["xlsxwriter"])

@@ -54,26 +54,36 @@ def test_install_takes_task_at_tag(tmp_path):
     assert again.sha256 == model.sha256 and again.path == model.path
 
 
-#: Private names still imported across modules (in parts of the package being reworked elsewhere): the QC
-#: drawing helpers and the SCT adapter's entry point. This list only shrinks.
-PRIVATE_IMPORTS_LEFT = {
-    ("qc.bridges", "_text"), ("qc.stats", "_array3d"), ("qc.stats", "_mask3d"), ("qc.pictures", "_annotate"),
-    ("qc.pictures", "_compose"), ("qc.pictures", "_axial_panels"), ("qc.pictures", "_sagittal_panels"),
-    ("qc.draw", "_sample_grey"), ("qc.draw", "_thick_axes"), ("sct.__main__", "_main"),
-    ("batch.executors", "_Pipeline"),
-}
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
 
 
-def _private_imports():
+def _private_uses_across_modules():
+    """(module, name) for each private name a module imports from another, or reads off an imported module."""
     found = set()
     for path in PACKAGE.rglob("*.py"):
         module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sct_task_sciseg")):
-                found |= {(module, a.name) for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")}
+                found |= {(module, a.name) for a in node.names if _private(a.name)}
+                imported |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.asname or a.name.split(".")[0] for a in node.names
+                             if a.name.startswith("sct_task_sciseg")}
+        found |= {(module, f"{node.value.id}.{node.attr}") for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                  and node.value.id in imported}
     return found
 
 
-def test_no_new_private_import_across_modules():
-    assert _private_imports() <= PRIVATE_IMPORTS_LEFT, sorted(_private_imports() - PRIVATE_IMPORTS_LEFT)
+def test_no_private_name_used_across_modules():
+    assert not _private_uses_across_modules(), sorted(_private_uses_across_modules())
+
+
+def test_the_private_name_check_sees_imports_and_attributes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path)
+    (tmp_path / "a.py").write_text("from .b import _hidden\nfrom . import c\nc._inner()\n")
+    assert _private_uses_across_modules() == {("a", "_hidden"), ("a", "c._inner")}

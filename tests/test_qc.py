@@ -23,7 +23,7 @@ from sct_task_sciseg import qc
 from sct_task_sciseg.qc import folder as qc_folder
 from sct_task_sciseg.tasks import SCISEG
 from sct_task_sciseg.qc import report as qc_report
-from sct_task_sciseg.qc import rows as qc_rows
+from sct_task_sciseg.qc import index_rows as qc_rows
 
 from conftest import DATA  # noqa: E402  (repo-relative shared data, or $SCISEG_TEST_DATA)
 

@@ -292,7 +292,7 @@ def test_every_installed_task_is_registered(deepseg_dir, version, monkeypatch):
     from test_label_scheme import OTHER
 
     bad = replace(OTHER, name="seg_lesion_ms_test")
-    monkeypatch.setattr(sct.registry, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER, bad)})
+    monkeypatch.setattr(sct.deepseg_models, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER, bad)})
     models = fake_models(version, deepseg_dir)
     before = snapshot(models)
     reg = sct.register(models)
@@ -306,7 +306,7 @@ def test_every_installed_task_is_registered(deepseg_dir, version, monkeypatch):
     assert models.folder(other_key) == str(deepseg_dir / OTHER.name / "t1")
     assert models.TASKS[SCISEG.name]["models"] == [KEY]  # the default task as before
     assert sct.unregister(models) is True and snapshot(models) == before
-    monkeypatch.setattr(sct.hook, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER)})
+    monkeypatch.setattr(sct.startup_files, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER)})
     line = sct.install_hook(site_dir=deepseg_dir / "site", require_sct=False)[0]
     assert line.endswith(f"sct_deepseg registers {SCISEG.name}, {OTHER.name})")
     only = sct.register(models, task=OTHER)  # one given task: that task alone

@@ -54,7 +54,7 @@ def test_sct_7_4_custom_url_list_installs_that_file(deepseg_dir, tmp_path):
 
 @pytest.mark.parametrize("value,expected", [(None, None), ("", None), ("u", "u"), (["u"], "u"), ([], None)])
 def test_custom_url_forms(value, expected):
-    assert sct.registry.one_url(value) == expected
+    assert sct.deepseg_models.one_url(value) == expected
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_register_sct_writes_nothing_into_a_read_only_site_packages(tmp_path, mo
     _read_only(monkeypatch, site_dir)
     lines = sct.install_hook(site_dir=site_dir, require_sct=False, replace_builtin=True)
     assert lines[0] == f"not written: {site_dir / sct.PTH_NAME} (read-only; SCT's environment is left as it is)"
-    assert lines[1].endswith(f"export PYTHONPATH={sct.hook.startup_dir()}${{PYTHONPATH:+:$PYTHONPATH}} "
+    assert lines[1].endswith(f"export PYTHONPATH={sct.startup_files.startup_dir()}${{PYTHONPATH:+:$PYTHONPATH}} "
                              "SCISEG_SCT_REPLACE_BUILTIN=1")
     assert list(site_dir.iterdir()) == []
 
@@ -236,7 +236,7 @@ def test_pythonpath_route_registers_without_any_file(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "sitecustomize.py").write_text("import sys; sys.stderr.write('shadowed sitecustomize ran\\n')\n")
-    startup = sct.hook.startup_dir()
+    startup = sct.startup_files.startup_dir()
     assert (startup / "sitecustomize.py").is_file()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(startup), str(sct_dir), str(REPO), str(other)]))
     env.pop("SCISEG_SCT_HOOK", None)

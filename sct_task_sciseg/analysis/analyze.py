@@ -24,7 +24,7 @@ from .measures import CordContext, Lesion, image_stats, sct_measures, volume
 from .anatomy import Anatomy
 from .grid import Grid, same_grid
 from .midsagittal import Midsagittal, at_slice, choose
-from .rows import lesion_row, nli_row, summary_of, zero_row
+from .lesion_rows import lesion_row, nli_row, summary_of, zero_row
 from .table import columns as table_columns
 from .values import check_binary, check_finite, check_probability
 

@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
-from .files import load_mask
+from .mask_files import load_mask
 from .grid import same_grid
 from .levels import slice_levels
 

@@ -8,7 +8,7 @@ from typing import Optional, Union
 from ..errors import InputError
 from .analyze import SCT_CONNECTIVITY, Options, analyze_lesions
 from .atlas import load_template
-from .files import image_stem, load_mask
+from .mask_files import image_stem, load_mask
 from .grid import Grid
 from .values import MaskValueError
 

@@ -26,7 +26,7 @@ from ..log import logger
 from .backends import ClusterSpec
 from .cluster import DaskExecutor, uniform_threads
 from ..machine import cores as machine_cores, total_memory as machine_memory
-from .resources import capped_workers, cluster_shape
+from .sizing import capped_workers, cluster_shape
 
 GREETING_SECONDS = 5.0  # a Dask server sends its handshake at once; an HTTP server waits for a request
 DEFAULT_DASHBOARD = "127.0.0.1:8787"

@@ -32,7 +32,7 @@ from ..errors import SciSegError
 from .backends import Backend, ClusterSpec
 from .cluster import DaskExecutor
 from .connect import dashboard, read_cluster_config, warn
-from .resources import cluster_shape
+from .sizing import cluster_shape
 
 COMMAND_SECONDS = 30
 GRACE_SECONDS = 20.0  # a job without a job id (submission pending or failed) or with lost workers: gone after this

@@ -71,7 +71,7 @@ def up_to_date(segmenter, job: Job, analyze: bool = False) -> bool:
         if found != json.loads(json.dumps(sidecar_for(expected, segmenter.task, name))):
             return False
     if analyze:
-        from .analysis import analysis_current
+        from .lesion_jobs import analysis_current
         return job.plan is not None and analysis_current(job.plan, expected)
     return True
 
@@ -237,7 +237,7 @@ class ScanPipeline:
                          **{f"{k}_seconds": round(v, 3) for k, v in result.timings.items()}}
             job.checks = _checks(self.segmenter, result)
             if self.analyze:
-                from .analysis import analyze_result
+                from .lesion_jobs import analyze_result
                 job.analysis, job.extra = analyze_result(self.segmenter, job.plan, result, job.path)
         except SciSegError as exc:
             job.status, job.reason = "failed", str(exc)

@@ -103,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..io.atomic import check_writable
     from ..io.naming import strip_nifti_suffix
 
-    from ..analysis.writer import xlsx_writer
+    from ..analysis.result_files import xlsx_writer
 
     if args.xlsx is None:
         args.xlsx = int(xlsx_writer() is not None)

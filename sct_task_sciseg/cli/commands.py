@@ -186,7 +186,7 @@ def _check_model_elsewhere(args) -> None:
 def _warn_demo_model(segmenter) -> None:
     """One console line when the masks come from a demo (phantom-trained) model."""
     from ..qc.entry import model_note
-    from ..qc.rows import DEMO_MARK
+    from ..qc.index_rows import DEMO_MARK
     model = segmenter.model
     if model is not None and model_note(segmenter.task.name, model.tag, model.sha256)["model_demo"]:
         err_line = (f"sciseg: warning: {DEMO_MARK}: {segmenter.task.name}@{model.tag} is the embedded demo model "

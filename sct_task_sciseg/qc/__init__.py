@@ -16,7 +16,7 @@ canonical (RAS) orientation, so any input orientation gives the same pictures. N
 
 Modules: :mod:`.geometry` (canonical scan, centreline, components), :mod:`.stats` (numbers and flags),
 :mod:`.panels` (layout), :mod:`.draw` (pixels), :mod:`.pictures` (the PNG files), :mod:`.entry` (``-qc DIR``
-for one scan), :mod:`.folder` (the QC folder's entries), :mod:`.rows` and
+for one scan), :mod:`.folder` (the QC folder's entries), :mod:`.index_rows`, :mod:`.lesion_columns` and
 :mod:`.report` (the index page).
 """
 from .entry import write_qc

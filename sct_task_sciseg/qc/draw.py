@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import CanonicalScan
-from .panels import Panel, _sample_grey, _thick_axes
+from .panels import Panel, sample_grey, thick_axes
 
 CORD_RGB = (255, 0, 0)  # SCT's cord colour
 LESION_RGB = (0, 255, 255)  # SCT's lesion colour
@@ -62,14 +62,14 @@ def _blend(rgb: np.ndarray, where: np.ndarray, colour, alpha: float):
         rgb[where] = rgb[where] * (1.0 - alpha) + c * alpha
 
 
-def _compose(scan: CanonicalScan, panels: List[Panel], width: int, height: int):
+def compose(scan: CanonicalScan, panels: List[Panel], width: int, height: int):
     """Sample every panel, window the grey levels on robust percentiles, and paint overlay + plain canvases."""
     greys, looks = [], []
     cord_flat, lesion_flat = scan.cord.ravel(), scan.lesion.ravel()
-    thick = _thick_axes(scan.zooms)
+    thick = thick_axes(scan.zooms)
     for p in panels:
         flat, inside = p.index(scan.cord.shape)
-        greys.append(_sample_grey(scan.image, p, thick))
+        greys.append(sample_grey(scan.image, p, thick))
         looks.append((inside, cord_flat[flat] & inside, lesion_flat[flat] & inside))
     values = np.concatenate([g[v[0]] for g, v in zip(greys, looks)]) if panels else np.zeros(0)
     if values.size == 0:
@@ -97,7 +97,7 @@ def _compose(scan: CanonicalScan, panels: List[Panel], width: int, height: int):
     return overlay, plain
 
 
-def _text(draw, xy, text, size=12, fill=TEXT_RGB, anchor="la", bold=False, max_width=None):
+def draw_text(draw, xy, text, size=12, fill=TEXT_RGB, anchor="la", bold=False, max_width=None):
     font = _font(size, bold)
     if max_width is not None and draw.textlength(text, font=font) > max_width:
         while len(text) > 4 and draw.textlength(text + "…", font=font) > max_width:
@@ -106,7 +106,7 @@ def _text(draw, xy, text, size=12, fill=TEXT_RGB, anchor="la", bold=False, max_w
     draw.text(xy, text, fill=fill, font=font, anchor=anchor)
 
 
-def _annotate(canvas: np.ndarray, kind: str, panels: List[Panel], geometry: dict, title: str, plain: bool,
+def annotate(canvas: np.ndarray, kind: str, panels: List[Panel], geometry: dict, title: str, plain: bool,
               names=("cord", "lesion")):
     from PIL import Image, ImageDraw
 
@@ -116,25 +116,25 @@ def _annotate(canvas: np.ndarray, kind: str, panels: List[Panel], geometry: dict
     what = ("Sagittal, curved to follow the cord" if kind == "sagittal"
             else "Axial slices along the cord, R on the left; tile label = slice index in the input")
     legend = "no overlay" if plain else f"{names[0]} red · {names[1]} cyan"
-    _text(draw, (10, 6), title, 14, bold=True, max_width=width * 0.5)
-    _text(draw, (width - 10, 7), f"{what} · {legend}", 12, DIM_TEXT_RGB, anchor="ra",
+    draw_text(draw, (10, 6), title, 14, bold=True, max_width=width * 0.5)
+    draw_text(draw, (width - 10, 7), f"{what} · {legend}", 12, DIM_TEXT_RGB, anchor="ra",
           max_width=width * 0.48)
     for p in panels:
         h, w = p.shape
         if kind == "sagittal":
             side, label_h = geometry["side"], geometry["label_h"]
-            _text(draw, (p.left + w / 2, p.top - side - label_h + 2), p.label, 12, anchor="ma", max_width=w + 30)
-            _text(draw, (p.left + w / 2, p.top - side / 2), "S", 13, anchor="mm", bold=True)
-            _text(draw, (p.left + w / 2, p.top + h + side / 2), "I", 13, anchor="mm", bold=True)
-            _text(draw, (p.left - side / 2, p.top + h / 2), "A", 13, anchor="mm", bold=True)
-            _text(draw, (p.left + w + side / 2, p.top + h / 2), "P", 13, anchor="mm", bold=True)
+            draw_text(draw, (p.left + w / 2, p.top - side - label_h + 2), p.label, 12, anchor="ma", max_width=w + 30)
+            draw_text(draw, (p.left + w / 2, p.top - side / 2), "S", 13, anchor="mm", bold=True)
+            draw_text(draw, (p.left + w / 2, p.top + h + side / 2), "I", 13, anchor="mm", bold=True)
+            draw_text(draw, (p.left - side / 2, p.top + h / 2), "A", 13, anchor="mm", bold=True)
+            draw_text(draw, (p.left + w + side / 2, p.top + h / 2), "P", 13, anchor="mm", bold=True)
         else:
-            _text(draw, (p.left + 1, p.top - 3), p.label, 12, anchor="ld")
+            draw_text(draw, (p.left + 1, p.top - 3), p.label, 12, anchor="ld")
             if p.marks:
-                _text(draw, (p.left + w - 1, p.top - 3), p.marks, 12, anchor="rd", max_width=w * 0.6)
+                draw_text(draw, (p.left + w - 1, p.top - 3), p.marks, 12, anchor="rd", max_width=w * 0.6)
             # orientation letters inside the tile edges, away from the cord in the centre
-            _text(draw, (p.left + w / 2, p.top + 2), "A", 11, DIM_TEXT_RGB, anchor="ma")
-            _text(draw, (p.left + w / 2, p.top + h - 2), "P", 11, DIM_TEXT_RGB, anchor="md")
-            _text(draw, (p.left + 3, p.top + h / 2), "R", 11, DIM_TEXT_RGB, anchor="lm")
-            _text(draw, (p.left + w - 3, p.top + h / 2), "L", 11, DIM_TEXT_RGB, anchor="rm")
+            draw_text(draw, (p.left + w / 2, p.top + 2), "A", 11, DIM_TEXT_RGB, anchor="ma")
+            draw_text(draw, (p.left + w / 2, p.top + h - 2), "P", 11, DIM_TEXT_RGB, anchor="md")
+            draw_text(draw, (p.left + 3, p.top + h / 2), "R", 11, DIM_TEXT_RGB, anchor="lm")
+            draw_text(draw, (p.left + w - 3, p.top + h / 2), "L", 11, DIM_TEXT_RGB, anchor="rm")
     return np.asarray(img)

@@ -139,7 +139,7 @@ def write_qc(qc_dir, image_path: Path, image: nib.spatialimages.SpatialImage, ma
     t1 = time.perf_counter()
     pictures = render_qc(image, masks, qc_dir / "pictures" / entry_id, stem, title=title, roles=roles)
     if analysis is not None:
-        from .bridges import render_bridges
+        from .bridge_pictures import render_bridges
         pictures.update(render_bridges(analysis, qc_dir / "pictures" / entry_id, stem))
     render_ms = (time.perf_counter() - t1) * 1000.0
     entry = {

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import List, Optional, Set
 
 from ..io.atomic import atomic_write
-from .rows import entry_problem
+from .index_rows import entry_problem
 
 ENTRIES = "entries"
 INDEX = "index.html"

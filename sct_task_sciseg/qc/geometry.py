@@ -52,7 +52,7 @@ class CanonicalScan:
         return src, (self.input_shape[src] - 1 - index) if flip else index
 
 
-def _array3d(obj, dtype=None) -> np.ndarray:
+def as_array3d(obj, dtype=None) -> np.ndarray:
     arr = np.asarray(obj.dataobj if hasattr(obj, "dataobj") else obj)
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
@@ -63,10 +63,10 @@ def _array3d(obj, dtype=None) -> np.ndarray:
     return arr
 
 
-def _mask3d(obj, shape) -> np.ndarray:
+def as_mask3d(obj, shape) -> np.ndarray:
     if obj is None:
         return np.zeros(shape, bool)
-    arr = _array3d(obj)
+    arr = as_array3d(obj)
     if arr.shape != tuple(shape):
         raise ValueError(f"mask shape {arr.shape} differs from image shape {tuple(shape)}")
     return arr >= 0.5 if arr.dtype.kind == "f" else arr > 0
@@ -76,7 +76,7 @@ def canonical_scan(image: nib.spatialimages.SpatialImage, masks: Mapping[str, ob
                    roles: Roles) -> CanonicalScan:
     """Reorient image and masks to RAS. ``roles`` names the structure (drawn red) and the finding (cyan)
     among ``masks`` (arrays or images on the image grid; a missing finding is drawn as none)."""
-    data = _array3d(image, np.float32)
+    data = as_array3d(image, np.float32)
     ornt = io_orientation(image.affine)
     can_affine = image.affine @ inv_ornt_aff(ornt, data.shape)
     zooms = tuple(float(z) for z in np.sqrt((can_affine[:3, :3] ** 2).sum(0)))
@@ -84,8 +84,8 @@ def canonical_scan(image: nib.spatialimages.SpatialImage, masks: Mapping[str, ob
     def reorient(a):
         return np.ascontiguousarray(apply_orientation(a, ornt))
 
-    cord = _mask3d(masks.get(roles.structure), data.shape)
-    lesion = _mask3d(masks.get(roles.finding), data.shape)
+    cord = as_mask3d(masks.get(roles.structure), data.shape)
+    lesion = as_mask3d(masks.get(roles.finding), data.shape)
     return CanonicalScan(reorient(np.nan_to_num(data)), reorient(cord), reorient(lesion), zooms, ornt,
                          tuple(data.shape))
 

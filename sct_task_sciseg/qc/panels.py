@@ -69,14 +69,14 @@ def _linear_weights(f: np.ndarray, n: int, nearest: bool = False):
     return i0, i1, (f - i0).astype(np.float32)
 
 
-def _thick_axes(zooms: Sequence[float]) -> Tuple[bool, bool, bool]:
+def thick_axes(zooms: Sequence[float]) -> Tuple[bool, bool, bool]:
     """Axes whose voxels are much longer than the finest (thick slices): shown with nearest-voxel sampling,
     as acquired, rather than interpolated into a smooth picture the scanner never measured."""
     finest = min(zooms)
     return tuple(bool(z > 1.5 * finest and z > 1.0) for z in zooms)
 
 
-def _sample_grey(volume: np.ndarray, p: Panel, thick=(False, False, False)) -> np.ndarray:
+def sample_grey(volume: np.ndarray, p: Panel, thick=(False, False, False)) -> np.ndarray:
     """Linear interpolation of ``volume`` at the panel's pixel centres (nearest voxel along ``thick`` axes),
     separably with two-tap gathers (no BLAS: multithreaded small matrix products are slow on a busy machine)."""
     nx, ny, nz = volume.shape
@@ -95,7 +95,7 @@ def _sample_grey(volume: np.ndarray, p: Panel, thick=(False, False, False)) -> n
     return lines[:, y0] * (1 - wy) + lines[:, y1] * wy
 
 
-def _sagittal_panels(scan: CanonicalScan, cx, cy, has_cord, comps, title_h) -> Tuple[List[Panel], dict]:
+def sagittal_panels(scan: CanonicalScan, cx, cy, has_cord, comps, title_h) -> Tuple[List[Panel], dict]:
     nx, ny, nz = scan.cord.shape
     dx, dy, dz = scan.zooms
     # S/I range: the cord (and lesions) plus a margin
@@ -179,7 +179,7 @@ def _axial_slices(scan: CanonicalScan, comps: List[LesionComponent]) -> Tuple[Li
     return chosen, in_slice
 
 
-def _axial_panels(scan: CanonicalScan, cx, cy, comps, title_h) -> Tuple[List[Panel], dict]:
+def axial_panels(scan: CanonicalScan, cx, cy, comps, title_h) -> Tuple[List[Panel], dict]:
     dx, dy, _ = scan.zooms
     chosen, in_slice = _axial_slices(scan, comps)
     ppm = 5.0 if len(chosen) <= 40 else 4.0 if len(chosen) <= 80 else 3.0  # many lesions: smaller tiles

@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 
 from ..io.atomic import atomic_write
-from .draw import _annotate, _compose
+from .draw import annotate, compose
 from .geometry import Roles, canonical_scan, cord_centreline, lesion_components
-from .panels import Panel, _axial_panels, _sagittal_panels
+from .panels import Panel, axial_panels, sagittal_panels
 
 
 @dataclass
@@ -33,12 +33,12 @@ def render_mosaics(image: nib.spatialimages.SpatialImage, masks: Mapping[str, ob
     comps = lesion_components(scan.lesion)
     title_h = 28
     out = {}
-    for kind, build in (("sagittal", lambda: _sagittal_panels(scan, cx, cy, has_cord, comps, title_h)),
-                        ("axial", lambda: _axial_panels(scan, cx, cy, comps, title_h))):
+    for kind, build in (("sagittal", lambda: sagittal_panels(scan, cx, cy, has_cord, comps, title_h)),
+                        ("axial", lambda: axial_panels(scan, cx, cy, comps, title_h))):
         panels, geometry = build()
-        overlay, plain = _compose(scan, panels, geometry["width"], geometry["height"])
-        overlay = _annotate(overlay, kind, panels, geometry, title, plain=False, names=names)
-        plain = _annotate(plain, kind, panels, geometry, title, plain=True, names=names)
+        overlay, plain = compose(scan, panels, geometry["width"], geometry["height"])
+        overlay = annotate(overlay, kind, panels, geometry, title, plain=False, names=names)
+        plain = annotate(plain, kind, panels, geometry, title, plain=True, names=names)
         box = None
         if kind == "sagittal":  # thumbnail: the centreline slice with its labels
             p = next((q for q in panels if q.label.startswith("centreline")), panels[len(panels) // 2])

@@ -1,5 +1,5 @@
 """The QC index: a self-contained ``DIR/index.html`` rendered from the entries of a QC folder (layout and
-parallel writes: :mod:`sct_task_sciseg.qc.folder`; the rows: :mod:`sct_task_sciseg.qc.rows`).
+parallel writes: :mod:`sct_task_sciseg.qc.folder`; the rows: :mod:`sct_task_sciseg.qc.index_rows`).
 
 The page lists flagged scans first (:func:`.triage.triage_rank`: likely unusable, then a flag to check, then a
 warning, then none; the export keeps the dataset/subject order). Click a column header to sort (again to reverse;
@@ -26,9 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from . import report_analysis
+from . import lesion_columns
 from .folder import INDEX, LOCK, LOCK_TIMEOUT_S, load_entries, write_entry, write_text_atomic
-from .rows import DEMO_MARK, FLAG_DESCRIPTIONS, FLAG_SEVERITY, escape, entry_titles, flag_options, row
+from .index_rows import DEMO_MARK, FLAG_DESCRIPTIONS, FLAG_SEVERITY, escape, entry_titles, flag_options, row
 from .triage import triage_rank
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -62,7 +62,7 @@ def _columns(titles: Dict[str, str], with_analysis: bool = False, with_session: 
              "lesion_volume": (f"{lesion.capitalize()} mm³", f"total {lesion} volume (hover a value for each)")}
     cols = [(k, names[k][0], t, names[k][1]) if k in names else (k, h, t, tip) for k, h, t, tip in COLUMNS]
     if with_analysis:
-        cols[9:9] = report_analysis.COLUMNS
+        cols[9:9] = lesion_columns.COLUMNS
     if not with_session:  # no scan has a session: no column of dashes
         del cols[1]
     return cols

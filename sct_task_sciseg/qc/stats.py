@@ -8,7 +8,7 @@ import numpy as np
 
 from ..io.components import LESION_CONNECTIVITY, component_sizes, label_components
 from ..io.orientation import OPPOSITE
-from .geometry import Roles, _array3d, _mask3d
+from .geometry import Roles, as_array3d, as_mask3d
 
 
 def _fov_edges(mask: np.ndarray, codes, skip_si: bool) -> list:
@@ -37,9 +37,9 @@ def lesion_stats(masks: Mapping[str, object], affine: np.ndarray, roles: Roles) 
     cord_in = masks.get(roles.structure)
     if cord_in is None:
         raise ValueError(f"masks needs a {roles.structure!r} entry")
-    cord_arr = _array3d(cord_in)
-    cord = _mask3d(cord_arr, cord_arr.shape)
-    lesion = _mask3d(masks.get(roles.finding), cord.shape)
+    cord_arr = as_array3d(cord_in)
+    cord = as_mask3d(cord_arr, cord_arr.shape)
+    lesion = as_mask3d(masks.get(roles.finding), cord.shape)
     affine = np.asarray(affine, float)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     labels, n = label_components(lesion, LESION_CONNECTIVITY)

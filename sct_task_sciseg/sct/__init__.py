@@ -12,10 +12,10 @@ key (and folder) instead of replacing the old one in place.
 Three ways in, all cheap until SCT actually imports its model registry (no torch, no SCT import here):
 
 * :func:`install_hook` (``sciseg -register-sct``): a ``.pth`` startup hook in SCT's site-packages
-  (:mod:`.hook`, see :mod:`sct_task_sciseg.sct_hook`), so plain ``sct_deepseg`` knows the task;
+  (:mod:`.startup_files`, see :mod:`sct_task_sciseg.sct_hook`), so plain ``sct_deepseg`` knows the task;
 * :func:`deepseg_main` (the ``sct_deepseg_sciseg`` command, :mod:`.launcher`): registers, then calls
   ``sct_deepseg``'s ``main()`` in-process, for users who do not want a startup hook;
-* :func:`register` (:mod:`.registry`) from Python, after ``import spinalcordtoolbox.deepseg.models``.
+* :func:`register` (:mod:`.deepseg_models`) from Python, after ``import spinalcordtoolbox.deepseg.models``.
 
 :mod:`.install` is SCT's install/up-to-date check for these models, :mod:`.locate` what is known of the SCT
 installed here, :mod:`.spec` the model keys served.
@@ -26,11 +26,11 @@ calls its built-in ``lesion_sci_t2``, which is left alone unless ``replace_built
 ``SCISEG_SCT_REPLACE_BUILTIN=1``) redirects it to this package's model too.
 """
 from ..weights.locations import sct_models_dir, sct_root
-from .hook import PTH_NAME, SctNotFoundError, hook_enabled, hook_path, install_hook, pth_text, uninstall_hook
+from .startup_files import PTH_NAME, SctNotFoundError, hook_enabled, hook_path, install_hook, pth_text, uninstall_hook
 from .install import install_for_sct, sct_model_ok
 from .launcher import deepseg_main
 from .locate import sct_cli_style, sct_version, usage_hint
-from .registry import (ENV_RELEASE, ENV_REPLACE, MODELS_MODULE, RESERVED_SUBSTRINGS, Registration, check_name,
+from .deepseg_models import (ENV_RELEASE, ENV_REPLACE, MODELS_MODULE, RESERVED_SUBSTRINGS, Registration, check_name,
                        features, register, registration, unregister)
 from .spec import ModelSpec, canonical_url, model_key
 

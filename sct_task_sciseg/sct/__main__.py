@@ -1,6 +1,6 @@
 """``python -m sct_task_sciseg.sct register|unregister|status [--replace-builtin]``."""
 import sys
 
-from .launcher import _main
+from .launcher import hook_command
 
-sys.exit(_main())
+sys.exit(hook_command())

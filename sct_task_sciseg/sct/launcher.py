@@ -9,9 +9,9 @@ from typing import Optional, Sequence
 from ..errors import SciSegError
 from ..sct_hook import flag as _env_flag
 from ..weights import locations
-from .hook import hook_enabled, hook_path, install_hook, uninstall_hook
+from .startup_files import hook_enabled, hook_path, install_hook, uninstall_hook
 from .locate import sct_cli_style, sct_version
-from .registry import ENV_REPLACE, MODELS_MODULE, register
+from .deepseg_models import ENV_REPLACE, MODELS_MODULE, register
 
 
 def _launcher_environment() -> None:
@@ -57,7 +57,7 @@ def deepseg_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------
-def _main(argv: Optional[Sequence[str]] = None) -> int:
+def hook_command(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m sct_task_sciseg.sct register|unregister|status [--replace-builtin] [--env]``."""
     import argparse
 

@@ -10,7 +10,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..io.atomic import atomic_write
-from .draw import BACKGROUND, CORD_RGB, DIM_TEXT_RGB, LESION_RGB, _text
+from .draw import BACKGROUND, CORD_RGB, DIM_TEXT_RGB, LESION_RGB, draw_text
 
 DORSAL_RGB = (255, 220, 0)
 VENTRAL_RGB = (80, 255, 80)
@@ -68,7 +68,7 @@ def _lines(draw, detail, geometry, left: int, top: int) -> None:
         draw.line([(xa, ya), (xb, ya)], fill=colour, width=3)
         for x in (xa, xb):
             draw.line([(x, ya - 5), (x, ya + 5)], fill=colour, width=2)
-        _text(draw, ((xa + xb) / 2, ya - 7), f"{seg.mm:.2f}", 12, colour, anchor="md")
+        draw_text(draw, ((xa + xb) / 2, ya - 7), f"{seg.mm:.2f}", 12, colour, anchor="md")
 
 
 def render_bridges(analysis, out_dir: Path, stem: str) -> Dict[str, Path]:
@@ -86,7 +86,7 @@ def render_bridges(analysis, out_dir: Path, stem: str) -> Dict[str, Path]:
     height = max(p[1].shape[0] for p in panels) + LABEL_H + 40
     canvas = Image.new("RGB", (max(width, 560), height), (BACKGROUND,) * 3)
     draw = ImageDraw.Draw(canvas)
-    _text(draw, (10, 6), f"Tissue bridges on the interpolated midsagittal slice "
+    draw_text(draw, (10, 6), f"Tissue bridges on the interpolated midsagittal slice "
                          f"(R-L {analysis.summary['interpolated_midsagittal_slice']:.2f})", 13, bold=True)
     left = gap
     for detail, rgb, geometry in panels:
@@ -100,13 +100,13 @@ def render_bridges(analysis, out_dir: Path, stem: str) -> Dict[str, Path]:
             sub = "off the midsagittal slices: ½ cord A-P"
         else:
             sub = "no bridges measured"
-        _text(draw, (left, 26), head, 12, bold=True)
-        _text(draw, (left, 40), sub, 11, DIM_TEXT_RGB, max_width=rgb.shape[1] + gap)
-        _text(draw, (left + 2, top + 2), "A", 11, DIM_TEXT_RGB)
-        _text(draw, (left + rgb.shape[1] - 2, top + 2), "P", 11, DIM_TEXT_RGB, anchor="ra")
+        draw_text(draw, (left, 26), head, 12, bold=True)
+        draw_text(draw, (left, 40), sub, 11, DIM_TEXT_RGB, max_width=rgb.shape[1] + gap)
+        draw_text(draw, (left + 2, top + 2), "A", 11, DIM_TEXT_RGB)
+        draw_text(draw, (left + rgb.shape[1] - 2, top + 2), "P", 11, DIM_TEXT_RGB, anchor="ra")
         _lines(draw, detail, geometry, left, top)
         left += rgb.shape[1] + gap
-    _text(draw, (10, height - 18), "S up, anterior left · cord red, lesion cyan · dorsal bridge yellow, "
+    draw_text(draw, (10, height - 18), "S up, anterior left · cord red, lesion cyan · dorsal bridge yellow, "
                                    "ventral green (mm)", 11, DIM_TEXT_RGB)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

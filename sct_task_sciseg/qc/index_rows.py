@@ -7,7 +7,7 @@ import json
 from typing import Dict, List, Optional
 from urllib.parse import quote
 
-from . import report_analysis
+from . import lesion_columns
 from .plausibility import FLAGS as PLAUSIBILITY_FLAGS
 from .plausibility import SEVERITY as PLAUSIBILITY_SEVERITY
 from .triage import checks_line, triage_rank
@@ -148,7 +148,7 @@ def row(entry: dict, order: int, with_analysis: bool = False, with_session: bool
         _review_cell(review_key),
     ]
     if with_analysis:
-        cells[9:9] = report_analysis.cells(entry)
+        cells[9:9] = lesion_columns.cells(entry)
     if not with_session:
         del cells[1]
     data = {"order": order, "id": entry.get("id"), "flags": " ".join(flags), "dataset": dataset,

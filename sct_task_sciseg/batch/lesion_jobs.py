@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from ..analysis import analyze_masks
-from ..analysis.writer import SCHEMA, analysis_files
+from ..analysis.result_files import SCHEMA, analysis_files
 from ..io.atomic import Content
 from ..io.outputs import ScanOutputs
 
