@@ -36,7 +36,7 @@ def test_shared_volumes_t1w_flagged_t2_t2s_not(confident):
     found = {}
     for name, path in SHARED.items():
         result = confident.segment(path)
-        assert set(result.uncertain) == {"sc", "lesion"} and not result.soft  # doubt measured, no map kept
+        assert set(result.uncertain) == {"sc", "lesion"} and not result.extra_images  # doubt measured, no map kept
         found[name] = scan_checks(result.masks, result.image.affine, roles, result.uncertain)
     t1 = found["t1w"]
     assert {"cord-csa-out-of-range", "cord-discontinuous", "low-confidence"} <= set(t1["flags"])

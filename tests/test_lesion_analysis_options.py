@@ -242,8 +242,8 @@ def test_the_models_own_soft_map_with_a_threshold(segmenter):
     the thresholded rows are those of the mask soft >= T, plus the sum of probabilities."""
     from sct_task_sciseg.pipeline import Segmenter
 
-    result = Segmenter.from_config(segmenter.config.with_(soft=True)).segment(T2 / "t2_fake_lesion.nii.gz")
-    soft, cord = result.soft["lesion"], result.masks["sc"]
+    result = Segmenter.from_config(segmenter.config.with_(extra_images=("soft",))).segment(T2 / "t2_fake_lesion.nii.gz")
+    soft, cord = result.extra_images["lesion_soft"], result.masks["sc"]
     with pytest.raises(InputError, match="a probability map\\? threshold it first"):
         analyze_lesions(soft, cord)
     p = np.asanyarray(soft.dataobj)

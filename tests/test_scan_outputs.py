@@ -44,7 +44,7 @@ def _files(folder: Path) -> dict:
 def test_the_plan_names_every_file_of_a_scan(tmp_path):
     from sct_task_sciseg.io.outputs import ScanOutputs, is_package_output, output_suffixes
 
-    plan = ScanOutputs.for_input(tmp_path / "sub_T2w.nii.gz", None, SCISEG, soft=True, analyze=True)
+    plan = ScanOutputs.for_input(tmp_path / "sub_T2w.nii.gz", None, SCISEG, ("soft",), analyze=True)
     names = [p.name for p in plan.files()]
     assert names == ["sub_T2w_sc_seg.nii.gz", "sub_T2w_lesion_seg.nii.gz", "sub_T2w_sc_seg_soft.nii.gz",
                      "sub_T2w_lesion_seg_soft.nii.gz", "sub_T2w_sc_seg.json", "sub_T2w_lesion_seg.json",

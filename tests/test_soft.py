@@ -6,6 +6,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from conftest import T2_FAKE_LESION, needs_data, run_cli
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
@@ -14,20 +15,20 @@ from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 @needs_data
 def test_soft_maps_are_probabilities_consistent_with_the_masks(segmenter):
     hard = segmenter.segment(T2_FAKE_LESION)
-    soft_seg = Segmenter.from_config(segmenter.config.with_(soft=True))
+    soft_seg = Segmenter.from_config(segmenter.config.with_(extra_images=("soft",)))
     result = soft_seg.segment(T2_FAKE_LESION)
-    assert sorted(result.soft) == ["lesion", "sc"]
-    sc, lesion = (np.asanyarray(result.soft[k].dataobj) for k in ("sc", "lesion"))
+    assert sorted(result.extra_images) == ["lesion_soft", "sc_soft"]
+    sc, lesion = (np.asanyarray(result.extra_images[k + "_soft"].dataobj) for k in ("sc", "lesion"))
     assert sc.dtype == np.float32 and sc.shape == hard.labels.shape
     assert 0.0 <= sc.min() and sc.max() <= 1.0 and lesion.max() > 0.5
-    assert np.allclose(result.soft["sc"].affine, hard.image.affine)
+    assert np.allclose(result.extra_images["sc_soft"].affine, hard.image.affine)
     # the default masks are unchanged by asking for probabilities (same single inference)
     assert np.array_equal(result.labels, hard.labels)
     # at any threshold, the -thr mask is soft >= thr (the cord includes the lesion)
     for thr in (0.3, 0.5, 0.7):
         at = Segmenter.from_config(soft_seg.config.with_(postprocessing=PostProcessing(thr=thr)))
         res = at.segment(T2_FAKE_LESION)
-        s_sc, s_les = (np.asanyarray(res.soft[k].dataobj) for k in ("sc", "lesion"))
+        s_sc, s_les = (np.asanyarray(res.extra_images[k + "_soft"].dataobj) for k in ("sc", "lesion"))
         assert np.array_equal(np.asanyarray(res.masks["sc"].dataobj) == 1, s_sc >= thr)
         assert np.array_equal(np.asanyarray(res.masks["lesion"].dataobj) == 1, s_les >= thr)
         assert np.array_equal(s_sc, sc) and np.array_equal(s_les, lesion)  # maps do not depend on -thr
@@ -52,3 +53,16 @@ def test_cli_soft_writes_the_maps_with_sidecars(installed_model, tmp_path):
     # a second run with the same flags is up to date
     again = run_cli("-i", T2_FAKE_LESION, "-o", out, "-soft", "1", "-threads", "2", "-v", "2", env=env)
     assert again.returncode == 0 and "up to date" in (again.stdout + again.stderr)
+
+
+def test_extra_image_kinds_are_checked_and_each_has_a_producer():
+    from sct_task_sciseg.errors import SettingError
+    from sct_task_sciseg.io.outputs import IMAGE_KINDS
+    from sct_task_sciseg.pipeline.config import SegmenterConfig
+    from sct_task_sciseg.pipeline.extra_images import PRODUCERS
+
+    assert set(PRODUCERS) == set(IMAGE_KINDS) == {"soft"}
+    assert SegmenterConfig(extra_images=["soft", "soft"]).extra_images == ("soft",)
+    assert SegmenterConfig(extra_images="soft").extra_images == ("soft",)
+    with pytest.raises(SettingError, match="unknown kind 'sfot'; known: soft"):
+        SegmenterConfig(extra_images=("sfot",))

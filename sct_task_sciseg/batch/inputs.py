@@ -146,7 +146,8 @@ def bids_derivative(item: Item, output: Optional[str]) -> bool:
     return is_output_folder(output) and item.root is not None and is_bids(item.root)
 
 
-def item_plan(item: Item, output: Optional[str], task, soft: bool = False, analyze: bool = False) -> ScanOutputs:
+def item_plan(item: Item, output: Optional[str], task, extra_images: Sequence[str] = (),
+              analyze: bool = False) -> ScanOutputs:
     """Every file one input writes (:func:`output_base_for`; BIDS names for :func:`bids_derivative`)."""
-    return ScanOutputs.of(output_base_for(item, output), task, soft=soft, analyze=analyze,
+    return ScanOutputs.of(output_base_for(item, output), task, extra_images, analyze=analyze,
                           bids=bids_derivative(item, output))

@@ -83,7 +83,7 @@ def plan(segmenter, jobs: Sequence[Job], output: Optional[str], overwrite: bool,
     todo: List[Job] = []
     for job in jobs:
         try:
-            job.plan = item_plan(job.item, output, segmenter.task, soft=segmenter.config.soft, analyze=analyze)
+            job.plan = item_plan(job.item, output, segmenter.task, segmenter.config.extra_images, analyze=analyze)
             job.outputs = job.plan.images
             folder = job.plan.folder
             if is_output_folder(output):

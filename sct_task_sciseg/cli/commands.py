@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 from ..errors import SciSegError
 from ..tasks import all_tasks, resolve_task
 from .hints import cli_message
+from .parser import chosen_extra_images
 
 
 def err(msg: str) -> None:
@@ -200,7 +201,8 @@ def _segmenter(args, threads: Optional[int]):
                      tile_step_size=args.tile_step_size, test_time_aug=args.test_time_aug or None,
                      folds=args.folds, checkpoint=args.checkpoint, postprocessing=_postprocessing(args),
                      quiet=args.v == 0, precision=args.precision, backend=args.backend, crop=args.crop,
-                     tiles=args.tiles, fast=args.fast, soft=bool(args.soft), confidence=bool(args.qc))
+                     tiles=args.tiles, fast=args.fast, extra_images=chosen_extra_images(args),
+                     confidence=bool(args.qc))
 
 
 def _batch(args, segmenter, items, executor) -> list:

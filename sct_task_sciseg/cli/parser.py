@@ -9,6 +9,7 @@ from typing import Callable, NoReturn
 from .. import __version__
 from ..environment import epilog as config_epilog
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
+from ..io.outputs import IMAGE_KINDS
 from ..tasks import get_task
 
 EPILOG = """\
@@ -100,6 +101,11 @@ RESUBMIT = _checked(int, _non_negative(100_001), "a whole number")
 CHECKPOINT = _checked(str, _file_name, "a file name")
 
 
+def chosen_extra_images(args: argparse.Namespace) -> tuple:
+    """The kinds of extra image the flags ask for (``-soft 1`` → ``("soft",)``)."""
+    return tuple(flag for flag in IMAGE_KINDS if getattr(args, flag.replace("-", "_"), 0))
+
+
 def epilog(task=None) -> str:
     """The ``-h`` epilog: the post-processing roles of ``task``'s label scheme (default: the default task) and
     the environment variables of :mod:`sct_task_sciseg.environment`."""
@@ -147,7 +153,6 @@ def _inputs_and_models(p: argparse.ArgumentParser, task) -> None:
 def _postprocessing(p: argparse.ArgumentParser, scheme) -> None:
     parent = scheme.output(scheme.parent)
     finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
-    soft = " and ".join(f"<in>{o.suffix}_soft.nii.gz" for o in scheme.outputs)
     pp = p.add_argument_group("post-processing (see below)")
     pp.add_argument("-thr", type=THRESHOLD, default=None,
                     help="region probability threshold, 0 < THR < 1 (default: nnU-Net's 0.5)")
@@ -155,9 +160,10 @@ def _postprocessing(p: argparse.ArgumentParser, scheme) -> None:
                     help=f"1: keep the largest {parent.display} component")
     pp.add_argument("-fill-holes", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                     help=f"1: fill holes in the {parent.display}")
-    pp.add_argument("-soft", type=int, nargs="?", const=1, default=0, choices=(0, 1),
-                    help=f"1: also write each output's probability map, {soft} (float32 in [0, 1], same "
-                         "inference; the mask at -thr T is soft >= T, before post-processing)")
+    for kind in IMAGE_KINDS.values():
+        files = " and ".join(f"<in>{o.suffix}{kind.key}.nii.gz" for o in scheme.outputs)
+        pp.add_argument(f"-{kind.flag}", type=int, nargs="?", const=1, default=0, choices=(0, 1),
+                        help="1: " + kind.help.format(files=files))
     pp.add_argument("-remove-small", nargs="+", default=[], metavar="SIZE",
                     help=f"remove {finding} components smaller than SIZE (5mm3, 10vox; {parent.name}:200mm3 for "
                          f"the {parent.display})")

@@ -19,6 +19,7 @@ from ..errors import OutputError, SciSegError
 from ..io.atomic import check_writable
 from ..io.naming import collision, is_inside, is_output_folder
 from ..io.nifti import read_header
+from .parser import chosen_extra_images
 
 
 class UsageError(SciSegError):
@@ -83,7 +84,7 @@ def _check_qc(args, models_dir: Path) -> None:
 
 
 def _scan_outputs(args, item: Item, task):
-    return item_plan(item, args.o, task, soft=bool(getattr(args, "soft", 0)),
+    return item_plan(item, args.o, task, chosen_extra_images(args),
                      analyze=bool(getattr(args, "analyze", False)))
 
 

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional, Tuple, Union
 
 from ..inference.settings import PredictorSettings, check_folds, check_threads, check_tile_step_size
+from ..errors import SettingError
+from ..io.outputs import IMAGE_KINDS
 from ..tasks import Task, resolve_task
 from .postprocess import PostProcessing
 
@@ -12,6 +14,15 @@ from .postprocess import PostProcessing
 #: masks wherever a model predicts anything in air, the body crop and large tiles change them in the body
 #: too; benchmarks/results/precision_agreement.md). Only their own flags (-crop, -tiles) turn them on.
 DEFAULT_CROP = "none"
+
+
+def check_image_kinds(kinds) -> Tuple[str, ...]:
+    """``kinds`` as a tuple in :data:`IMAGE_KINDS`' order; an unknown kind is refused."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds or ())
+    unknown = sorted(set(kinds) - set(IMAGE_KINDS))
+    if unknown:
+        raise SettingError(f"extra_images: unknown kind {unknown[0]!r}; known: {', '.join(IMAGE_KINDS)}")
+    return tuple(k for k in IMAGE_KINDS if k in kinds)
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class SegmenterConfig:
     crop: Optional[str] = None
     tiles: Optional[str] = None
     fast: bool = False
-    soft: bool = False  # also return / write each output's probability map (``<in><suffix>_soft.nii.gz``)
+    extra_images: Tuple[str, ...] = ()  # kinds of :data:`~sct_task_sciseg.io.outputs.IMAGE_KINDS`: ("soft",)
     confidence: bool = False  # also measure the model's doubt (``Segmentation.uncertain``), same inference
 
     def __post_init__(self):
@@ -55,6 +66,7 @@ class SegmenterConfig:
             check_tile_step_size(float(self.tile_step_size))
         if self.postprocessing is None:
             object.__setattr__(self, "postprocessing", PostProcessing())
+        object.__setattr__(self, "extra_images", check_image_kinds(self.extra_images))
 
     @classmethod
     def names(cls) -> Tuple[str, ...]:

@@ -61,11 +61,8 @@ def provenance(segmenter, input_path: Optional[Path]) -> dict:
     return out
 
 
-def sidecar(prov: dict, output, soft: bool = False) -> dict:
-    """The JSON sidecar of one output mask (``output``: a task :class:`~sct_task_sciseg.tasks.Output`), or of
-    its probability map (``soft``)."""
-    if soft:
-        return dict(prov, Output=output.name, Labels=list(output.labels), Type="probability",
-                    Description=f"probability of: {output.description or output.name} (float32 in [0, 1], "
-                                f"before post-processing; the mask at threshold t is soft >= t)")
-    return dict(prov, Output=output.name, Labels=list(output.labels), Description=output.description)
+def sidecar(prov: dict, output, fields: dict) -> dict:
+    """The JSON sidecar of one image of task output ``output`` (a :class:`~sct_task_sciseg.tasks.Output`):
+    the provenance, the output's name and labels, then ``fields`` (its description; see
+    :func:`~sct_task_sciseg.pipeline.extra_images.sidecar_fields`)."""
+    return dict(prov, Output=output.name, Labels=list(output.labels), **fields)

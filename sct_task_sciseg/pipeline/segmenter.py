@@ -16,14 +16,15 @@ import numpy as np
 from ..errors import ModelError, OutputError, SciSegError
 from ..io.atomic import check_writable
 from ..io.intensity import power_of_two_scale
-from ..io.naming import SOFT, real
+from ..io.naming import real
 from ..io.outputs import ScanOutputs
-from ..io.nifti import from_array, mask_image, probability_image, read_header, validate_image
+from ..io.nifti import from_array, mask_image, read_header, validate_image
 from ..io.orientation import Reorientation, sct_to_nib_axcodes
 from ..io.resources import check_model_space
 from ..tasks import Task
 from ..weights import InstalledModel, ensure_installed, find_installed
 from .config import SegmenterConfig
+from .extra_images import Inference, extra_images, needs_probabilities
 from .postprocess import PostProcessing, apply, labels_from_probabilities, soft_maps, split, uncertain_shares
 from .provenance import provenance
 from .writer import write_outputs
@@ -40,7 +41,7 @@ class Segmentation:
     masks: Dict[str, nib.Nifti1Image]
     timings: Dict[str, float] = field(default_factory=dict)
     stats: Dict[str, object] = field(default_factory=dict)  # tiles run/skipped, tile size, phase seconds
-    soft: Dict[str, nib.Nifti1Image] = field(default_factory=dict)  # ``soft=True``: probability map per output
+    extra_images: Dict[str, nib.Nifti1Image] = field(default_factory=dict)  # by key: ``sc_soft`` (``-soft``)
     uncertain: Dict[str, float] = field(default_factory=dict)  # ``confidence=True``: see uncertain_shares
 
 
@@ -61,13 +62,14 @@ class Segmenter:
                  test_time_aug: Optional[bool] = None, folds: Optional[Sequence[int]] = None,
                  checkpoint: Optional[str] = None, postprocessing: Optional[PostProcessing] = None,
                  quiet: bool = False, precision: str = "auto", backend: str = "auto", crop: Optional[str] = None,
-                 tiles: Optional[str] = None, fast: bool = False, soft: bool = False, confidence: bool = False):
+                 tiles: Optional[str] = None, fast: bool = False, extra_images: Sequence[str] = (),
+                 confidence: bool = False):
         self.config = SegmenterConfig(
             task=task, tag=tag, model_folder=model_folder, models_dir=models_dir, device=device, threads=threads,
             tile_step_size=tile_step_size, test_time_aug=test_time_aug,
             folds=folds, checkpoint=checkpoint, postprocessing=postprocessing,
-            quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast, soft=soft,
-            confidence=confidence)
+            quiet=quiet, precision=precision, backend=backend, crop=crop, tiles=tiles, fast=fast,
+            extra_images=extra_images, confidence=confidence)
         from ..inference.runtime import require_runtime
         require_runtime()  # cheap (package metadata only): before any download or import of torch
         self.task, self.tag = self.config.resolved_task()
@@ -213,13 +215,14 @@ class Segmenter:
         t2 = time.perf_counter()
         voxel_mm3 = float(np.prod(img.header.get_zooms()[:3]))
         labels = apply(labels, self.config.postprocessing, voxel_mm3, self.task.labels)
-        masks = {name: mask_image(m, img) for name, m in split(labels, self.task.outputs).items()}
+        parts = split(labels, self.task.outputs)
+        masks = {name: mask_image(m, img) for name, m in parts.items()}
         maps = {} if probs is None else soft_maps(probs, self._regions_class_order(), self.task.outputs)
         uncertain = uncertain_shares(maps) if self.config.confidence and maps else {}
-        soft = {name: probability_image(p, img) for name, p in maps.items()} if self.config.soft else {}
+        extra = extra_images(self.config.extra_images, Inference(img, labels, parts, maps))
         t3 = time.perf_counter()
         timings = {"load_input": ta - t0, "load_model": t1 - ta, "predict": t2 - t1, "postprocess": t3 - t2}
-        return Segmentation(img, labels, masks, timings, stats, soft, uncertain)
+        return Segmentation(img, labels, masks, timings, stats, extra, uncertain)
 
     def _regions_class_order(self) -> List[int]:
         order = self.dataset_json.get("regions_class_order")
@@ -241,7 +244,8 @@ class Segmenter:
             arr_zyx *= np.float32(scale)
         spacing_zyx = reo.zooms(img.header.get_zooms()[:3])[::-1]
         thr = self.config.postprocessing.thr
-        keep = self.config.soft or (self.config.confidence and bool(self.dataset_json.get("regions_class_order")))
+        regions = bool(self.dataset_json.get("regions_class_order"))
+        keep = needs_probabilities(self.config.extra_images) or (self.config.confidence and regions)
         if thr is None and not keep:
             labels_zyx, stats = predict(predictor, arr_zyx, spacing_zyx, report=progress)
             return reo.undo(np.asarray(labels_zyx).transpose(2, 1, 0)).astype(np.uint8), None, stats
@@ -259,7 +263,7 @@ class Segmenter:
     def output_plan(self, input_path: Union[str, Path], output: Union[str, Path, None] = None,
                     analyze: bool = False) -> ScanOutputs:
         """Every file a scan of ``input_path`` writes (``output``: ``-o``; ``analyze``: with its analysis)."""
-        return ScanOutputs.for_input(input_path, output, self.task, soft=self.config.soft, analyze=analyze)
+        return ScanOutputs.for_input(input_path, output, self.task, self.config.extra_images, analyze)
 
     def output_paths(self, input_path: Union[str, Path], output: Union[str, Path, None] = None) -> Dict[str, Path]:
         return self.output_plan(input_path, output).images
@@ -288,7 +292,7 @@ class Segmenter:
         targets = [*paths.values(), *(p for p, _ in extra)]
         if input_path is not None and real(input_path) in {real(p) for p in targets}:
             raise OutputError(f"{input_path}: an output would overwrite this input; choose another output name")
-        write_outputs({**result.masks, **{f"{k}{SOFT}": v for k, v in result.soft.items()}}, paths,
+        write_outputs({**result.masks, **result.extra_images}, paths,
                       self.provenance(input_path), self.task, extra)
 
 

@@ -13,16 +13,18 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import nibabel as nib
 
 from ..io.atomic import Content, atomic_write_all
-from ..io.naming import SOFT, sidecar_path
+from ..io.naming import sidecar_path
 from ..io.nifti import image_content
+from ..io.outputs import image_kind_of
+from .extra_images import sidecar_fields
 from .provenance import sidecar
 
 
 def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path], prov: dict, task,
                   extra: Sequence[Tuple[Path, Content]] = ()) -> Dict[str, Path]:
     """Write every image of ``paths`` and its sidecar (``prov`` plus the output's name, labels, description);
-    ``<name>_soft`` keys are the outputs' probability maps; ``extra`` (the analysis) joins the same set. All of
-    them or none (see the module's docstring)."""
+    keys other than the outputs' names are extra images (``sc_soft``: the cord's probability map); ``extra`` (the
+    analysis) joins the same set. All of them or none (see the module's docstring)."""
     files: List[Tuple[Path, Content]] = list(extra)
     for name, path in paths.items():
         files.append((Path(path), image_content(masks[name], path)))
@@ -31,10 +33,11 @@ def write_outputs(masks: Mapping[str, nib.Nifti1Image], paths: Mapping[str, Path
     return dict(paths)
 
 
-def sidecar_for(prov: dict, task, name: str) -> dict:
-    """The sidecar of output ``name`` (``<output>_soft``: that output's probability map)."""
-    soft = name.endswith(SOFT)
-    return sidecar(prov, task.output(name[: -len(SOFT)] if soft else name), soft=soft)
+def sidecar_for(prov: dict, task, key: str) -> dict:
+    """The sidecar of image ``key``: an output's mask, or an extra image of it (``sc_soft``)."""
+    kind = image_kind_of(key)
+    output = task.output(key[: -len(kind.key)] if kind else key)
+    return sidecar(prov, output, sidecar_fields(kind, output))
 
 
 def read_sidecar(path: Path) -> dict:
