@@ -10,7 +10,7 @@ import pytest
 
 from sct_task_sciseg import environment
 from sct_task_sciseg.cli import main
-from sct_task_sciseg.cli.parser import build_parser, check_args, epilog
+from sct_task_sciseg.cli.parser import build_parser, check_args
 from sct_task_sciseg.errors import ConfigError, SciSegError, SettingError
 from sct_task_sciseg.machine import cores
 from sct_task_sciseg.pipeline import SegmenterConfig
@@ -76,18 +76,6 @@ def test_readme_table_and_help_come_from_the_table():
     assert block and block.group(1) == environment.markdown_table(), "README table differs: python -m sct_task_sciseg.environment"
     assert environment.epilog() in build_parser().epilog
     assert all(f"\n  {v.name} " in build_parser().epilog for v in environment.VARIABLES)
-
-
-def test_help_roles_come_from_the_task():
-    from test_label_scheme import OTHER
-    text = epilog(OTHER)
-    assert "largest connected TISSUE component (spots outside" in text and "prefix tissue: to act on the tissue" in text
-    assert "cord" not in text.split("post-processing")[1].split("environment")[0]
-    help_text = " ".join(build_parser(OTHER).format_help().split())
-    assert "1: keep the largest tissue component" in help_text and "1: fill holes in the tissue" in help_text
-    assert "<in>_tissue_seg_soft.nii.gz and <in>_spot_seg_soft.nii.gz" in help_text
-    assert "remove spot components smaller than SIZE (5mm3, 10vox; tissue:200mm3 for the tissue)" in help_text
-    assert f"(default: {OTHER.name})" in help_text and OTHER.description in help_text
 
 
 def test_machine_facts_live_in_one_module():

@@ -1,4 +1,4 @@
-"""A second task with another label map (labels 3 and 4, outputs "tissue" and "spot") runs end to end: install,
+"""A second task (:mod:`second_task`: labels 3 and 4, outputs "tissue" and "spot") runs end to end: install,
 segmentation, post-processing, output naming, thresholds and QC read the task's label scheme, with no
 SCIseg-specific code path. Its model is the phantom model with the labels of its dataset.json renamed, so the
 masks must equal SCIseg's cord and lesion masks voxel for voxel."""
@@ -14,17 +14,15 @@ import numpy as np
 import pytest
 
 from conftest import EMBEDDED_ZIP, T2_FAKE_LESION, needs_data
+from second_task import LABELS, OTHER
 from sct_task_sciseg.batch import run_batch
 from sct_task_sciseg.batch.inputs import Item, bids_skipped, scan
 from sct_task_sciseg.batch.runner import Job, unusable_warning
 from sct_task_sciseg.pipeline import PostProcessing, Segmenter
 from sct_task_sciseg.qc.entry import write_qc
 from sct_task_sciseg.qc.geometry import Roles
-from sct_task_sciseg.tasks import LabelScheme, Output, Release, Task
 from sct_task_sciseg.tasks.sciseg import SCISEG
 from sct_task_sciseg.weights import install
-
-LABELS = {"background": 0, "tissue": [3, 4], "spot": 4}
 
 
 def relabelled_zip(dest: Path) -> Path:
@@ -39,23 +37,6 @@ def relabelled_zip(dest: Path) -> Path:
                 data = json.dumps(dataset, indent=2).encode()
             out.writestr(info, data)
     return dest
-
-
-OTHER = Task(
-    name="seg_tissue_spot_test",
-    aliases=(),
-    description="test task: tissue with spots",
-    long_description="A task whose label map and contrast (T1w) differ from SCIseg's.",
-    contrasts=("t1",),
-    citation="none",
-    labels=LabelScheme(
-        outputs=(Output("tissue", (3, 4), "_tissue_seg", title="tissue"),
-                 Output("spot", (4,), "_spot_seg", title="spot")),
-        parent="tissue", finding="spot"),
-    releases=(Release("t1", "tissue_t1.zip", "relabelled phantom model"),),
-    base_url="http://127.0.0.1:9/none",
-    dataset_labels=LABELS,
-)
 
 
 def test_bids_suffixes_come_from_the_contrasts():

@@ -289,7 +289,7 @@ def test_every_installed_task_is_registered(deepseg_dir, version, monkeypatch):
     routed to this package's installer; a task with a name sct_deepseg special-cases is left out, not fatal."""
     from dataclasses import replace
 
-    from test_label_scheme import OTHER
+    from second_task import OTHER
 
     bad = replace(OTHER, name="seg_lesion_ms_test")
     monkeypatch.setattr(sct.deepseg_models, "all_tasks", lambda: {t.name: t for t in (SCISEG, OTHER, bad)})

@@ -16,7 +16,7 @@ from ..errors import SciSegError
 from ..log import console_handler, logger
 from .commands import cli_message, cmd_install, cmd_list_tasks, cmd_register_sct, cmd_segment, err
 from .crash import internal_error
-from .parser import build_parser, check_args, check_demo_args
+from .parser import build_parser, check_args, check_demo_args, named_task
 from .preflight import UsageError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -98,9 +98,9 @@ def _line_buffered() -> None:
 
 
 def _run(argv: Optional[Sequence[str]], own_process: bool) -> int:
-    parser = build_parser()
     handler = None
     try:
+        parser = build_parser(named_task(argv))  # the help speaks of the task the command line names
         args = parser.parse_args(argv)
         check_args(parser, args)
         if args.demo:

@@ -106,7 +106,7 @@ def cmd_segment(args) -> int:
     _check_model_elsewhere(args)
     segmenter = _segmenter(args, args.threads)
     if args.analyze and not segmenter.task.labels.finding:
-        err(f"-analyze: task {segmenter.task.name} has no lesion output to analyse")
+        err(f"-analyze: task {segmenter.task.name} has no finding output to analyse")
         return 2
     plan = plan_run(args, segmenter, resolve_models_dir(args.models_dir), err)
     jobs = plan.failed

@@ -4,40 +4,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, Dict, NoReturn, Optional, Sequence
 
 from .. import __version__
-from ..environment import epilog as config_epilog
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
 from ..io.outputs import IMAGE_KINDS
-from ..tasks import get_task
-
-EPILOG = """\
-examples:
-  sciseg -i sub-01_T2w.nii.gz                      # → sub-01_T2w_sc_seg.nii.gz, sub-01_T2w_lesion_seg.nii.gz
-  sciseg -i a.nii.gz b.nii.gz -o out/              # several inputs, model loaded once
-  sciseg -i bids/ -o derivatives/sciseg/ -analyze  # + lesion morphometrics and one cohort table
-  sciseg -install-task seg_sc_lesion_t2w_sci       # default release (r20240729, SCIsegV2)
-  sciseg -install-task seg_sc_lesion_t2w_sci@r20240130 -custom-url /media/usb/model-sci-multisite_r20240130.zip
-  SCISEG_RELEASE_URL=http://mirror.hospital/sciseg sciseg -install-task seg_sc_lesion_t2w_sci
-  sciseg -demo                                     # offline: phantom → masks → Dice
-  sciseg -i bids/ -o bids/derivatives/sciseg/ -scheduler local             # a Dask cluster on this machine
-  sciseg -i bids/ -o deriv/ -scheduler slurm -cluster-config slurm.yaml -slurm-jobs 10
-  sbatch --array=0-9 --wrap "sciseg -i bids/ -o deriv/ -part array"   # no Dask: one slice per array task
-  sciseg -i bids/ -o deriv/ -summarize -analyze                        # then: summary and cohort table
-
-post-processing (class-aware, all off by default; {task}):
-  -largest      keeps the largest connected {PARENT} component ({findings} outside it are dropped with it)
-  -fill-holes   fills enclosed holes of the {PARENT}
-  -remove-small drops {FINDING} components below a size (5mm3, 10vox); prefix {parent_name}: to act on the {parent}
-  -thr          threshold on the {outputs} region probabilities (nnU-Net's default is 0.5)
-
-{environment}
-
-Limits are checked from each header before its data are read. Paths, collisions (an output that is an input,
-two inputs with one output) and flags are checked before anything loads; Ctrl-C exits with 130 and SIGTERM
-with 143, leaving no partial output.
-"""
+from ..tasks import Task, get_task
+from .help_text import epilog
 
 
 class Parser(argparse.ArgumentParser):
@@ -106,19 +79,28 @@ def chosen_extra_images(args: argparse.Namespace) -> tuple:
     return tuple(flag for flag in IMAGE_KINDS if getattr(args, flag.replace("-", "_"), 0))
 
 
-def epilog(task=None) -> str:
-    """The ``-h`` epilog: the post-processing roles of ``task``'s label scheme (default: the default task) and
-    the environment variables of :mod:`sct_task_sciseg.environment`."""
-    task = task or get_task(None)
-    scheme = task.labels
-    parent = scheme.output(scheme.parent)
-    finding = scheme.output(scheme.finding).display if scheme.finding else "finding"
-    return EPILOG.format(task=task.name, PARENT=parent.display.upper(), parent=parent.display,
-                         parent_name=parent.name, FINDING=finding.upper(), findings=f"{finding}s",
-                         outputs=" and ".join(o.display for o in scheme.outputs), environment=config_epilog())
+TASK_FLAGS = {"-task": "task", "-install-task": "install", "-install": "install"}
 
 
-def build_parser(task=None) -> argparse.ArgumentParser:
+def named_task(argv: Optional[Sequence[str]] = None) -> Task:
+    """The task ``argv`` (default: ``sys.argv[1:]``) names, read before the full parser is built so that its
+    help speaks of that task: ``-install-task NAME[@TAG]`` as an install reads it, else ``-task``, else the
+    default task. Flags are read as written (``-task NAME`` or ``-task=NAME``, the last one counts, none after
+    ``--``); a flag without a name leaves the choice to the others (the full parser refuses what is malformed).
+    An unknown name raises :class:`~sct_task_sciseg.errors.UnknownTaskError`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    named: Dict[str, str] = {}
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        flag, equals, value = arg.partition("=")
+        if flag in TASK_FLAGS:
+            following = args[i + 1] if i + 1 < len(args) else "-"
+            named[TASK_FLAGS[flag]] = value if equals else ("" if following.startswith("-") else following)
+    return get_task(named.get("install") or named.get("task") or None)
+
+
+def build_parser(task: Optional[Task] = None) -> argparse.ArgumentParser:
     """The ``sciseg`` parser; the help's roles and names come from ``task`` (default: the default task)."""
     task = task or get_task(None)
     p = Parser(
@@ -127,7 +109,7 @@ def build_parser(task=None) -> argparse.ArgumentParser:
     _inputs_and_models(p, task)
     _postprocessing(p, task.labels)
     _inference(p)
-    _analysis_and_cluster(p)
+    _analysis_and_cluster(p, task.labels)
     _qc_and_other(p)
     return p
 
@@ -138,7 +120,7 @@ def _inputs_and_models(p: argparse.ArgumentParser, task) -> None:
     io.add_argument("-o", metavar="OUT", help=f"output base (X.nii.gz → X{task.labels.outputs[0].suffix}.nii.gz) "
                     "or folder (ends with /)")
     io.add_argument("-task", default=None, metavar="NAME[@TAG]",
-                    help=f"task name or alias, optionally @release tag (default: {task.name})")
+                    help=f"task name or alias, optionally @release tag (default: {get_task(None).name})")
     mdl = p.add_argument_group("model installation")
     mdl.add_argument("-install-task", "-install", dest="install", nargs="?", const="", metavar="NAME[@TAG]",
                      help="install (download and verify) a task's model release and exit")
@@ -185,8 +167,8 @@ def _inference(p: argparse.ArgumentParser) -> None:
                      help="network precision. auto (default) on the CPU: fp32 through nnU-Net's own PyTorch path, "
                           "the masks of sct_deepseg, the same bits at any -threads and on one-thread cluster "
                           "workers; on CUDA nnU-Net's own fp16 autocast (as SCT). fp32: the same exact mode, "
-                          "explicitly. bf16: CPUs with native bf16 (through OpenVINO); changes 0-1.0%% of the "
-                          "cord's voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x slower, a "
+                          "explicitly. bf16: CPUs with native bf16 (through OpenVINO); changes 0-1.0%% of "
+                          "SCIseg's cord voxels. fp16: CUDA (emulated on CPUs without native fp16: ~80x slower, a "
                           "warning says so)")
     inf.add_argument("-backend", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
                      help="network engine. auto (default): PyTorch (nnU-Net's own path); OpenVINO with -fast or "
@@ -195,30 +177,32 @@ def _inference(p: argparse.ArgumentParser) -> None:
     inf.add_argument("-crop", default=None, choices=("none", "tiles", "body"),
                      help="region of interest (expert): none (default, -fast too) runs every tile of nnU-Net's "
                           "grid; tiles skips tiles that hold only air (masks change where the model predicts in "
-                          "the air: cord Dice 0.893 vs exact on an axial neck volume); body crops to the body's "
-                          "bounding box, normalisation still over the whole image (cord Dice down to 0.945, "
-                          "lesion 0.92)")
+                          "the air: SCIseg's cord Dice 0.893 vs exact on an axial neck volume); body crops to the "
+                          "body's bounding box, normalisation still over the whole image (SCIseg's cord Dice down "
+                          "to 0.945, lesion 0.92)")
     inf.add_argument("-fast", action="store_true",
                      help="screening mode: the network through OpenVINO (fp32; bf16 on CPUs with native bf16), "
                           "every tile of nnU-Net's grid; 1.5-2.1x faster than the default on 2-core CPUs (fp32). "
-                          "Masks differ: cord Dice >= 0.9997 against exact mode on the shared and benchmark "
+                          "Masks differ: SCIseg's cord Dice >= 0.9997 against exact mode on the shared and benchmark "
                           "volumes, and they change with the thread count "
                           "(benchmarks/results/precision_agreement.md)")
     inf.add_argument("-tiles", default=None, choices=("patch", "large"),
                      help="tile size (expert): patch (default, -fast too) is nnU-Net's; large fits tiles to the "
-                          "image, up to 3 training patches (fewer passes; masks change: cord Dice 0.045-0.96 vs "
-                          "exact)")
+                          "image, up to 3 training patches (fewer passes; masks change: SCIseg's cord Dice 0.045-0.96 "
+                          "vs exact)")
     inf.add_argument("-overwrite", action="store_true",
                      help="recompute inputs whose outputs are up to date (default: skip them, so an "
                           "interrupted batch resumes where it stopped)")
 
 
-def _analysis_and_cluster(p: argparse.ArgumentParser) -> None:
-    an = p.add_argument_group("lesion analysis")
+def _analysis_and_cluster(p: argparse.ArgumentParser, scheme) -> None:
+    finding = scheme.output(scheme.finding) if scheme.finding else None
+    an = p.add_argument_group(f"{finding.display} analysis" if finding else "analysis")
     an.add_argument("-analyze", action="store_true",
-                    help="after segmenting, measure every lesion as SCT 7.3's sct_analyze_lesion does: "
-                         "<in>_lesion_seg_analysis.csv, <in>_lesion_seg_label.nii.gz and a JSON sidecar next to "
-                         "the masks; a batch also writes lesion_analysis_cohort.csv under the output folder")
+                    help=f"after segmenting, measure every {finding.display} as SCT 7.3's sct_analyze_lesion does: "
+                         f"<in>{finding.suffix}_analysis.csv, <in>{finding.suffix}_label.nii.gz and a JSON sidecar "
+                         f"next to the masks; a batch also writes lesion_analysis_cohort.csv under the output folder"
+                    if finding else "refused: this task has no finding output to measure")
     cl = p.add_argument_group("cluster (Dask distributed; pip install \"sct_task_sciseg[cluster]\")")
     cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|tls://HOST:PORT|slurm", default=None,
                     help="run one task per scan on a Dask cluster: local (this machine, on 127.0.0.1 only), a "
