@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Dict, NoReturn, Optional, Sequence
 
 from .. import __version__
+from ..batch.backends import BACKENDS
 from ..inference.settings import check_threads, check_threshold, check_tile_step_size
 from ..io.outputs import IMAGE_KINDS
 from ..tasks import Task, get_task
@@ -204,10 +205,13 @@ def _analysis_and_cluster(p: argparse.ArgumentParser, scheme) -> None:
                          f"next to the masks; a batch also writes lesion_analysis_cohort.csv under the output folder"
                     if finding else "refused: this task has no finding output to measure")
     cl = p.add_argument_group("cluster (Dask distributed; pip install \"sct_task_sciseg[cluster]\")")
-    cl.add_argument("-scheduler", metavar="local|tcp://HOST:PORT|tls://HOST:PORT|slurm", default=None,
+    systems = [name for name, b in BACKENDS.items() if b.cluster_class]
+    cl.add_argument("-scheduler", metavar="|".join(["local", "tcp://HOST:PORT", "tls://HOST:PORT", *systems]),
+                    default=None,
                     help="run one task per scan on a Dask cluster: local (this machine, on 127.0.0.1 only), a "
-                         "running scheduler (tls:// with your certificates from -cluster-config), or SLURM jobs "
-                         "(dask-jobqueue; TLS with certificates made for the run); default: this process")
+                         "running scheduler (tls:// with your certificates from -cluster-config), or jobs of a "
+                         f"batch system ({', '.join(systems)}: dask-jobqueue; TLS with certificates made for the "
+                         "run; tested on SLURM); default: this process")
     cl.add_argument("-workers", type=COUNT, default=None, metavar="N",
                     help="local: worker processes (default and most: as many as cores and memory hold)")
     cl.add_argument("-dashboard", nargs="?", const=":8787", default=None, metavar="[HOST]:PORT",
