@@ -159,15 +159,25 @@ def _start(args, log: Path, cwd: Path, env: dict) -> subprocess.Popen:
                             env=dict(os.environ, **env))
 
 
+KILL_PRELOAD = Path(__file__).with_name("kill_preload.py")
+
+
 @needs_dask
 def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_dir, serial, tmp_path):
     """`dask scheduler` + two `dask worker` processes (no nanny, run elsewhere, with no models folder of their
-    own); one is SIGKILLed while it segments a scan; the CLI run (with -qc) completes with every output once."""
+    own); one SIGKILLs itself while it runs its second scan, once its first one was delivered
+    (tests/kill_preload.py, on that worker only); the CLI run (with -qc) completes with every output once.
+
+    The victim gets a second scan: the batch lets a 1-thread worker hold one scan at a time (saturation 1.0)
+    and the scheduler hands the queued ones to workers as they free up, so when the victim finishes its first of
+    the 6 similar scans it is given the next one, unless the other worker has meanwhile finished 4 whole scans."""
     from distributed import Client
+    from kill_preload import RECORD_ENV
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     no_models = {"SCISEG_MODELS_DIR": str(tmp_path / "empty-models")}  # the workers never look there
+    record = tmp_path / "killed-scan"
     sched_file = tmp_path / "scheduler.json"
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
                      "--scheduler-file", str(sched_file)], tmp_path / "scheduler.log", elsewhere, no_models)]
@@ -176,9 +186,10 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
         while not sched_file.is_file() and time.time() < deadline:
             time.sleep(0.1)
         address = json.loads(sched_file.read_text())["address"]
-        for name in ("a", "b"):
+        for name, extra, env in (("a", ["--preload", str(KILL_PRELOAD)], {RECORD_ENV: str(record)}), ("b", [], {})):
             procs.append(_start(["worker", address, "--nthreads", "1", "--no-nanny", "--name", name,
-                                 "--host", "127.0.0.1"], tmp_path / f"worker-{name}.log", elsewhere, no_models))
+                                 "--host", "127.0.0.1", *extra], tmp_path / f"worker-{name}.log", elsewhere,
+                                dict(no_models, **env)))
         with Client(address, timeout="60s") as watcher:
             watcher.wait_for_workers(2, timeout=120)
             pids = watcher.run(os.getpid)
@@ -189,9 +200,17 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
             run = subprocess.Popen(cmd, stdout=open(tmp_path / "sciseg.log", "w"),
                                    stderr=open(tmp_path / "sciseg.err", "w"),
                                    env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
-            killed = _kill_mid_scan(watcher, victim, procs[1], out, run)
             assert run.wait(timeout=300) == 0, (tmp_path / "sciseg.err").read_text()
+            # the run cannot end before the victim died: the scan it was starting had to be redone elsewhere
+            try:
+                code = procs[1].wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                code = "alive: it never started a second scan"
+            assert code == -signal.SIGKILL, (code, (tmp_path / "worker-a.log").read_text())
+            killed = record.read_text()
+            assert re.fullmatch(r"sub-\d+_T2w", killed), killed
             assert watcher.run_on_scheduler(_allowed_failures) == 3
+            assert list(watcher.scheduler_info()["workers"]) == [next(a for a in pids if a != victim)]
         text = (tmp_path / "sciseg.log").read_text()
         assert re.search(rf"^scheduler {re.escape(address)}: 2 workers; dashboard: http://127\.0\.0\.1:\d+/status$",
                          text, re.M), text
@@ -202,30 +221,15 @@ def test_worker_killed_mid_scan_every_output_once_and_identical(dataset, models_
         assert sorted(e["subject"] for e in entries) == [f"sub-{i:02d}" for i in range(1, N_SCANS + 1)]
         index = (tmp_path / "qc" / "index.html").read_text()
         assert all(f"sub-{i:02d}_T2w.nii.gz" in index for i in range(1, N_SCANS + 1))
-        # the killed worker's scan was segmented again, on the other worker
+        # the killed worker's scan was segmented again, on the other worker; its first scan stayed its own
         workers = dict(re.findall(r"\] \S*/(sub-\d+_T2w)\.nii\.gz → .*\n  stats: .*\"worker\": \"([^\"]+)\"", text))
         assert len(workers) == N_SCANS and workers[killed] != victim
+        assert list(workers.values()).count(victim) == 1, workers
     finally:
         for p in reversed(procs):
             if p.poll() is None:
                 p.terminate()
                 p.wait(timeout=30)
-
-
-def _kill_mid_scan(watcher, victim: str, proc: subprocess.Popen, out: Path, run: subprocess.Popen) -> str:
-    """Wait until ``victim`` runs a scan whose outputs do not exist yet, after a first scan is done, then
-    SIGKILL it; returns that scan's name."""
-    deadline = time.time() + 240
-    while time.time() < deadline and run.poll() is None:
-        if list(out.rglob("*_label-SC_seg.nii.gz")):  # a BIDS dataset's derivatives: BIDS names
-            for key in watcher.processing().get(victim, ()):
-                scan = re.match(r"sciseg-(sub-\d+_T2w)\.nii\.gz-", str(key))
-                if scan and not list(out.rglob(f"{scan.group(1)}_label-SC_seg.nii.gz")):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
-                    return scan.group(1)
-        time.sleep(0.02)
-    raise AssertionError("the victim worker never ran a scan after the first one was done")
 
 
 class KillOn:
