@@ -222,3 +222,22 @@ def test_task_definitions_load_without_heavy_modules():
             "print(json.dumps(sorted(m for m in ('numpy', 'torch', 'nnunetv2', 'nibabel', 'scipy') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_every_module_the_readme_names_exists():
+    """The README's Architecture section and walk-throughs name modules by path (``io/outputs.py``) or dotted
+    (``io/outputs.ScanOutputs``); a rename that leaves them behind fails here."""
+    import re
+
+    readme = (ROOT.parent / "README.md").read_text()
+    repo = ROOT.parent
+    missing = []
+    for ref in sorted(set(re.findall(r"`([a-z_]+(?:/[a-z_]+)*\.py)\b", readme))):
+        bare = "/" not in ref  # in a part's row of the table: a module of that part
+        if not (any(ROOT.rglob(ref)) if bare else any((base / ref).is_file() for base in (ROOT, repo))):
+            missing.append(ref)
+    for part, module in sorted(set(re.findall(r"`([a-z_]+)/([a-z_]+)\.[A-Za-z_]+", readme))):
+        if (ROOT / part).is_dir() and not (ROOT / part / f"{module}.py").is_file() \
+                and not (ROOT / part / module).is_dir():
+            missing.append(f"{part}/{module}")
+    assert not missing, f"README names modules that do not exist: {missing}"
