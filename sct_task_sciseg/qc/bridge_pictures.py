@@ -87,7 +87,7 @@ def render_bridges(analysis, out_dir: Path, stem: str) -> Dict[str, Path]:
     canvas = Image.new("RGB", (max(width, 560), height), (BACKGROUND,) * 3)
     draw = ImageDraw.Draw(canvas)
     draw_text(draw, (10, 6), f"Tissue bridges on the interpolated midsagittal slice "
-                         f"(R-L {analysis.summary['interpolated_midsagittal_slice']:.2f})", 13, bold=True)
+              f"(R-L {analysis.summary['interpolated_midsagittal_slice']:.2f})", 13, bold=True)
     left = gap
     for detail, rgb, geometry in panels:
         top = LABEL_H
@@ -107,7 +107,7 @@ def render_bridges(analysis, out_dir: Path, stem: str) -> Dict[str, Path]:
         _lines(draw, detail, geometry, left, top)
         left += rgb.shape[1] + gap
     draw_text(draw, (10, height - 18), "S up, anterior left · cord red, lesion cyan · dorsal bridge yellow, "
-                                   "ventral green (mm)", 11, DIM_TEXT_RGB)
+                                       "ventral green (mm)", 11, DIM_TEXT_RGB)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bridges": out_dir / f"{stem}_bridges.png", "bridges_thumb": out_dir / f"{stem}_bridges_thumb.png"}

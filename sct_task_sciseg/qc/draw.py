@@ -98,6 +98,7 @@ def compose(scan: CanonicalScan, panels: List[Panel], width: int, height: int):
 
 
 def draw_text(draw, xy, text, size=12, fill=TEXT_RGB, anchor="la", bold=False, max_width=None):
+    """Text at ``xy`` in the QC pictures' font, cut with an ellipsis to ``max_width`` pixels."""
     font = _font(size, bold)
     if max_width is not None and draw.textlength(text, font=font) > max_width:
         while len(text) > 4 and draw.textlength(text + "…", font=font) > max_width:
@@ -107,7 +108,9 @@ def draw_text(draw, xy, text, size=12, fill=TEXT_RGB, anchor="la", bold=False, m
 
 
 def annotate(canvas: np.ndarray, kind: str, panels: List[Panel], geometry: dict, title: str, plain: bool,
-              names=("cord", "lesion")):
+             names=("cord", "lesion")):
+    """``canvas`` with its title, legend (``names``: structure and finding; ``plain``: no overlay), panel labels and
+    orientation letters drawn on it."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(canvas)
@@ -118,7 +121,7 @@ def annotate(canvas: np.ndarray, kind: str, panels: List[Panel], geometry: dict,
     legend = "no overlay" if plain else f"{names[0]} red · {names[1]} cyan"
     draw_text(draw, (10, 6), title, 14, bold=True, max_width=width * 0.5)
     draw_text(draw, (width - 10, 7), f"{what} · {legend}", 12, DIM_TEXT_RGB, anchor="ra",
-          max_width=width * 0.48)
+              max_width=width * 0.48)
     for p in panels:
         h, w = p.shape
         if kind == "sagittal":

@@ -53,6 +53,7 @@ class CanonicalScan:
 
 
 def as_array3d(obj, dtype=None) -> np.ndarray:
+    """A 3-D array of a nibabel image or array (more axes: the first volume; fewer: trailing axes added)."""
     arr = np.asarray(obj.dataobj if hasattr(obj, "dataobj") else obj)
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
@@ -64,6 +65,7 @@ def as_array3d(obj, dtype=None) -> np.ndarray:
 
 
 def as_mask3d(obj, shape) -> np.ndarray:
+    """A 3-D boolean mask of an image or array (None: an empty mask of ``shape``)."""
     if obj is None:
         return np.zeros(shape, bool)
     arr = as_array3d(obj)

@@ -96,6 +96,7 @@ def sample_grey(volume: np.ndarray, p: Panel, thick=(False, False, False)) -> np
 
 
 def sagittal_panels(scan: CanonicalScan, cx, cy, has_cord, comps, title_h) -> Tuple[List[Panel], dict]:
+    """The sagittal mosaic's panels (curved along the cord) and the geometry the drawing needs."""
     nx, ny, nz = scan.cord.shape
     dx, dy, dz = scan.zooms
     # S/I range: the cord (and lesions) plus a margin
@@ -180,6 +181,7 @@ def _axial_slices(scan: CanonicalScan, comps: List[LesionComponent]) -> Tuple[Li
 
 
 def axial_panels(scan: CanonicalScan, cx, cy, comps, title_h) -> Tuple[List[Panel], dict]:
+    """The axial mosaic's panels (slices along the cord, lesion slices first) and their geometry."""
     dx, dy, _ = scan.zooms
     chosen, in_slice = _axial_slices(scan, comps)
     ppm = 5.0 if len(chosen) <= 40 else 4.0 if len(chosen) <= 80 else 3.0  # many lesions: smaller tiles

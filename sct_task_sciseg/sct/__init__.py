@@ -31,7 +31,7 @@ from .install import install_for_sct, sct_model_ok
 from .launcher import deepseg_main
 from .locate import sct_cli_style, sct_version, usage_hint
 from .deepseg_models import (ENV_RELEASE, ENV_REPLACE, MODELS_MODULE, RESERVED_SUBSTRINGS, Registration, check_name,
-                       features, register, registration, unregister)
+                             features, register, registration, unregister)
 from .spec import ModelSpec, canonical_url, model_key
 
 __all__ = ["ENV_RELEASE", "ENV_REPLACE", "MODELS_MODULE", "PTH_NAME", "RESERVED_SUBSTRINGS", "ModelSpec",
