@@ -469,3 +469,52 @@ def test_a_result_lost_with_its_worker_never_blocks_the_watch():
         with pytest.raises(SciSegError, match="every worker job is gone"):
             DaskExecutor(client, watch=watch)._fetch(future, {future.key: job})
         assert time.time() - t0 < 30 and calls == [["sub-01_T2w.nii.gz"]]
+
+
+#: A child Python that runs ``sciseg`` (``cli.main``) with the command's stop handler, and makes Ctrl-C arrive
+#: inside a garbage-collector callback of the main thread, once the first scan's masks exist: there Python
+#: swallows the handler's KeyboardInterrupt ("Exception ignored in ..."), as it did inside Dask's own GC
+#: callback on a real SLURM run. The batch must still stop, at its next step.
+SWALLOWED_CTRL_C = """
+import gc, os, signal, sys, threading
+from pathlib import Path
+from sct_task_sciseg import stopping
+from sct_task_sciseg.cli import main
+
+out, fired, calls = Path(sys.argv[1]), [], [0]
+
+def ctrl_c_inside_gc(phase, info):
+    if fired or phase != "start" or threading.current_thread() is not threading.main_thread():
+        return
+    calls[0] += 1
+    if calls[0] % 50:  # a look at the folder every 50 collections of the main thread
+        return
+    if next(out.rglob("*_label-SC_seg.nii.gz"), None) is not None:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs here, inside the callback, and its exception is swallowed
+            pass
+
+signal.signal(signal.SIGINT, stopping.on_signal)
+gc.set_threshold(1, 10 ** 6, 10 ** 6)
+gc.callbacks.append(ctrl_c_inside_gc)
+code = main(sys.argv[2:])
+print("exit", code, "fired", len(fired))
+"""
+
+
+@pytest.mark.parametrize("where", ["in-process", "local"])
+def test_ctrl_c_swallowed_by_python_still_stops_the_batch(where, dataset, models_dir, tmp_path):
+    if where == "local" and not HAVE_DASK:
+        pytest.skip("Dask not installed")
+    out = tmp_path / "out"
+    cluster = ["-scheduler", "local", "-workers", "1"] if where == "local" else []
+    r = subprocess.run([sys.executable, "-c", SWALLOWED_CTRL_C, str(out), "-i", str(dataset), "-o", f"{out}/",
+                        "-threads", "1", *cluster], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, SCISEG_MODELS_DIR=models_dir))
+    assert "fired 1" in r.stdout, r.stdout + r.stderr  # Ctrl-C came inside the callback ...
+    assert "Exception ignored in" in r.stderr and "KeyboardInterrupt" in r.stderr  # ... and Python swallowed it
+    assert "exit 130" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert re.search(rf"interrupted: \d of {N_SCANS} done; run the same command to resume", r.stderr), r.stderr
+    done = sorted(p.name for p in out.rglob("*_label-SC_seg.nii.gz"))
+    assert 1 <= len(done) < N_SCANS, done

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 #: Rank of each top-level part of the package; a module may import parts of equal or lower rank.
 #: Adapters (rank 9) may import each other and everything below; nothing below imports them.
 LAYERS: Dict[str, int] = {
-    "errors": 0, "environment": 0, "machine": 0, "log": 0,
+    "errors": 0, "environment": 0, "machine": 0, "log": 0, "stopping": 0,
     "tasks": 1,
     "io": 2,
     "weights": 3,

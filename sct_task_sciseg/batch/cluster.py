@@ -36,6 +36,7 @@ from distributed import Client, WorkerPlugin, as_completed, get_worker
 
 from ..errors import ModelError, SciSegError
 from ..pipeline.config import SegmenterConfig
+from ..stopping import raise_if_requested
 from ..tasks import Task
 from .runner import Job, run_job
 
@@ -190,14 +191,15 @@ class DaskExecutor:
         """Each finished job to ``finish`` as it comes back; ``watch`` while none does."""
         left, waiting, checked = dict(jobs), as_completed(futures), time.monotonic()
         while left:
-            if waiting.has_ready() or self.watch is None:
-                for future in waiting.next_batch(block=self.watch is None):
+            raise_if_requested()  # a Ctrl-C whose exception Python swallowed (see stopping): waits are bounded
+            if waiting.has_ready():
+                for future in waiting.next_batch(block=False):
                     self._fetch(future, left)
                     future.release()
                     finish(left.pop(future.key))
                 continue
             time.sleep(0.1)
-            if time.monotonic() - checked >= WATCH_SECONDS:
+            if self.watch is not None and time.monotonic() - checked >= WATCH_SECONDS:
                 self.watch([str(j.path) for j in left.values()])
                 checked = time.monotonic()
 
@@ -206,10 +208,12 @@ class DaskExecutor:
         worker that died since, so the scheduler computes it again), ``watch`` keeps running."""
         while True:
             try:
-                _collect(future, left[future.key], timeout=None if self.watch is None else WATCH_SECONDS)
+                _collect(future, left[future.key], timeout=WATCH_SECONDS)
                 return
             except TimeoutError:
-                self.watch([str(j.path) for j in left.values()])
+                raise_if_requested()
+                if self.watch is not None:
+                    self.watch([str(j.path) for j in left.values()])
 
 
 def _absolute(job: Job) -> Job:

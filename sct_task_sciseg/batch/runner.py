@@ -27,6 +27,7 @@ from ..io.naming import is_output_folder, sidecar_path
 from ..io.outputs import ScanOutputs
 from ..io.nifti import load_image
 from ..pipeline.writer import sidecar_for
+from ..stopping import raise_if_requested
 from .inputs import Item, item_plan
 from .progress import STAGES, Progress, ScanProgress
 
@@ -193,6 +194,7 @@ class ScanPipeline:
             if len(self.todo) > 1:
                 self.segmenter.engine.keep_compiled = True  # speed over memory: no recompiling per input
             while True:
+                raise_if_requested()  # a Ctrl-C whose exception Python swallowed (see stopping)
                 item = self.loaded.get()
                 if item is _END:
                     break

@@ -14,25 +14,15 @@ from typing import Optional, Sequence
 
 from ..errors import SciSegError
 from ..log import console_handler, logger
+from ..stopping import STOP_SIGNALS, Terminated, on_signal
+from ..stopping import clear as clear_stop
 from .commands import cli_message, cmd_install, cmd_list_tasks, cmd_register_sct, cmd_segment, err
 from .crash import internal_error
 from .parser import build_parser, check_args, check_demo_args, named_task
 from .preflight import UsageError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
-
-
-def _on_stop_signal(signum, _frame) -> None:
-    for s in STOP_SIGNALS:  # the clean-up that follows must not be cut short by a second signal
-        signal.signal(s, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
 def _stopped(exc: KeyboardInterrupt) -> int:
+    clear_stop()
     if isinstance(exc, Terminated):
         err("terminated (SIGTERM); no partial output was left")
         return 143
@@ -63,7 +53,7 @@ def console_main() -> None:
     and tunes its allocator and threads; SIGTERM is handled like Ctrl-C; once the run is over, SIGINT and
     SIGTERM are ignored and the process ends at once with the exit status."""
     for s in STOP_SIGNALS:
-        signal.signal(s, _on_stop_signal)
+        signal.signal(s, on_signal)
     _line_buffered()
     try:
         code = _run(None, own_process=True)
