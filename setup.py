@@ -42,7 +42,8 @@ setup(
             "acvl_utils!=0.2.1",  # 0.2.1 breaks nnU-Net inference
             "torch>=2.0",
         ],
-        "test": ["pytest>=7"],
+        # the tests also write SCT's spreadsheet with both writers (sciseg_analyze_lesion -xlsx 1)
+        "test": ["pytest>=7", "openpyxl", "xlsxwriter"],
         # OpenVINO: the -fast engine, 1.5-1.8x faster than PyTorch fp32 on 2-core CPUs (see README)
         "fast": ["openvino>=2023.1", "onnx>=1.14"],
         # -scheduler local|tcp://|tls://|slurm (Client.register_plugin; bokeh serves the dashboard;
