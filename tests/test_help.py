@@ -61,8 +61,10 @@ def test_help_examples_come_from_the_task():
     examples = text.split("post-processing")[0]
     run = f"sciseg -task {OTHER.name}"
     column = examples.index("# →", examples.index("\n  ")) - examples.index("\n  ")  # one column of comments
-    assert f"\n  {run} -i sub-01_T1w.nii.gz".ljust(column) + "# → sub-01_T1w_tissue_seg.nii.gz, sub-01_T1w_spot_seg.nii.gz\n" in examples
-    assert f"\n  {run} -i bids/ -o derivatives/sciseg/ -analyze".ljust(column) + "# + spot morphometrics and one cohort table\n" in examples
+    first = f"\n  {run} -i sub-01_T1w.nii.gz".ljust(column)
+    assert first + "# → sub-01_T1w_tissue_seg.nii.gz, sub-01_T1w_spot_seg.nii.gz\n" in examples
+    analyze = f"\n  {run} -i bids/ -o derivatives/sciseg/ -analyze".ljust(column)
+    assert analyze + "# + spot morphometrics and one cohort table\n" in examples
     assert f"  sciseg -install-task {OTHER.name}@t1 -custom-url /media/usb/tissue_t1.zip\n" in examples
     assert "# default release (t1, relabelled phantom model)\n" in examples
     assert "# offline demo of the default task: phantom → masks → Dice\n" in examples
